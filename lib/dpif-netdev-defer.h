@@ -1,0 +1,87 @@
+/*
+ * Copyright (c) 2026 The OVS vhost async fork authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#ifndef DPIF_NETDEV_DEFER_H
+#define DPIF_NETDEV_DEFER_H 1
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-PMD deferred-work list.
+ *
+ * A send that leaves packet copies in flight (vhost async enqueue on a
+ * DMA-dev channel) registers work for its (port, queue) with
+ * dp_defer_add(); there is at most one entry per (port, queue), however many
+ * bursts are in flight.  The PMD thread that owns the list calls
+ * dp_defer_run() between rx bursts: it polls every entry, so one slow queue
+ * never holds up another, and drops an entry once its poll reports nothing
+ * left in flight.  dp_defer_drain() polls until the list is empty or a
+ * bound is reached, for reload, quiescent points and thread exit.
+ *
+ * The list holds opaque port pointers and never dereferences them: the owner
+ * must remove a port's entries (dp_defer_remove_port()) before the port goes
+ * away, after draining it.  Only the owning thread may use a list. */
+
+enum dp_defer_status {
+    DP_DEFER_DONE,              /* Nothing left in flight: drop the entry. */
+    DP_DEFER_PENDING,           /* Copies still in flight: keep it. */
+};
+
+/* Polls completions for queue 'qid' of 'port'.  Stores the number of packets
+ * whose copies completed in '*n_completed'. */
+typedef enum dp_defer_status dp_defer_poll_func(void *port, int qid,
+                                                void *aux,
+                                                unsigned int *n_completed);
+
+struct dp_defer_entry {
+    void *port;
+    int qid;
+};
+
+struct dp_defer_stats {
+    uint64_t added;             /* Entries added. */
+    uint64_t full;              /* Adds refused: list full. */
+    uint64_t runs;              /* dp_defer_run() calls with entries. */
+    uint64_t polls;             /* Entries polled. */
+    uint64_t empty_polls;       /* Polls that completed nothing. */
+    uint64_t completed;         /* Packets completed. */
+};
+
+struct dp_defer {
+    struct dp_defer_entry *entries;
+    size_t n;
+    size_t capacity;
+    struct dp_defer_stats stats;
+};
+
+void dp_defer_init(struct dp_defer *, size_t capacity);
+void dp_defer_destroy(struct dp_defer *);
+
+bool dp_defer_add(struct dp_defer *, void *port, int qid);
+unsigned int dp_defer_run(struct dp_defer *, dp_defer_poll_func *,
+                          void *aux);
+size_t dp_defer_drain(struct dp_defer *, dp_defer_poll_func *, void *aux,
+                      unsigned int max_rounds);
+size_t dp_defer_remove_port(struct dp_defer *, const void *port);
+
+static inline bool
+dp_defer_is_empty(const struct dp_defer *defer)
+{
+    return !defer->n;
+}
+
+#endif /* dpif-netdev-defer.h */

@@ -1,0 +1,230 @@
+/*
+ * Copyright (c) 2026 The OVS vhost async fork authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* Unit tests for lib/dpif-netdev-defer.c, the per-PMD deferred-work list. */
+
+#include <config.h>
+#undef NDEBUG
+#include "dpif-netdev-defer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ovstest.h"
+#include "util.h"
+
+/* A fake port: each queue has packets in flight and completes at most
+ * 'per_poll' of them per poll. */
+struct fake_queue {
+    unsigned int inflight;
+    unsigned int per_poll;
+    unsigned int polls;
+};
+
+struct fake_port {
+    struct fake_queue q[4];
+};
+
+static enum dp_defer_status
+fake_poll(void *port_, int qid, void *aux OVS_UNUSED,
+          unsigned int *n_completed)
+{
+    struct fake_port *port = port_;
+    struct fake_queue *q = &port->q[qid];
+    unsigned int n = MIN(q->inflight, q->per_poll);
+
+    q->inflight -= n;
+    q->polls++;
+    *n_completed = n;
+    return q->inflight ? DP_DEFER_PENDING : DP_DEFER_DONE;
+}
+
+static void
+test_add_dedup(void)
+{
+    struct fake_port p0, p1;
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(dp_defer_add(&d, &p0, 0));
+    ovs_assert(dp_defer_add(&d, &p0, 0));   /* Same queue: one entry. */
+    ovs_assert(dp_defer_add(&d, &p0, 1));
+    ovs_assert(dp_defer_add(&d, &p1, 0));
+    ovs_assert(dp_defer_add(&d, &p1, 0));
+    ovs_assert(d.n == 3);
+    ovs_assert(d.stats.added == 3);
+    ovs_assert(d.stats.full == 0);
+    dp_defer_destroy(&d);
+}
+
+static void
+test_run_removes_done(void)
+{
+    struct fake_port p = { .q[0] = { .inflight = 64, .per_poll = 32 } };
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, &p, 0));
+    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 32);
+    ovs_assert(d.n == 1);                   /* 32 still in flight. */
+    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 32);
+    ovs_assert(dp_defer_is_empty(&d));      /* Nothing left: dropped. */
+    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 0);
+    ovs_assert(p.q[0].polls == 2);          /* Empty list: no poll. */
+    ovs_assert(d.stats.runs == 2);
+    ovs_assert(d.stats.polls == 2);
+    ovs_assert(d.stats.completed == 64);
+    ovs_assert(d.stats.empty_polls == 0);
+    dp_defer_destroy(&d);
+}
+
+/* A queue that completes nothing must not hold up the queues behind it. */
+static void
+test_no_head_of_line_blocking(void)
+{
+    struct fake_port stuck = { .q[0] = { .inflight = 10, .per_poll = 0 } };
+    struct fake_port p = {
+        .q[0] = { .inflight = 5, .per_poll = 5 },
+        .q[1] = { .inflight = 7, .per_poll = 7 },
+    };
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, &stuck, 0));
+    ovs_assert(dp_defer_add(&d, &p, 0));
+    ovs_assert(dp_defer_add(&d, &p, 1));
+    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 12);
+    ovs_assert(d.n == 1);
+    ovs_assert(d.entries[0].port == &stuck);
+    ovs_assert(p.q[0].polls == 1 && p.q[1].polls == 1);
+    ovs_assert(p.q[0].inflight == 0 && p.q[1].inflight == 0);
+    ovs_assert(d.stats.empty_polls == 1);
+
+    /* The stuck queue is polled on every run, and leaves once it moves. */
+    dp_defer_run(&d, fake_poll, NULL);
+    ovs_assert(stuck.q[0].polls == 2);
+    stuck.q[0].per_poll = 10;
+    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 10);
+    ovs_assert(dp_defer_is_empty(&d));
+    dp_defer_destroy(&d);
+}
+
+static void
+test_drain(void)
+{
+    struct fake_port p = {
+        .q[0] = { .inflight = 100, .per_poll = 1 },
+        .q[1] = { .inflight = 3, .per_poll = 2 },
+        .q[2] = { .inflight = 1, .per_poll = 32 },
+    };
+    struct fake_port stuck = { .q[0] = { .inflight = 1, .per_poll = 0 } };
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    for (int qid = 0; qid < 3; qid++) {
+        ovs_assert(dp_defer_add(&d, &p, qid));
+    }
+    ovs_assert(dp_defer_drain(&d, fake_poll, NULL, 1000) == 0);
+    ovs_assert(d.stats.completed == 104);
+    ovs_assert(p.q[0].polls == 100 && p.q[1].polls == 2 && p.q[2].polls == 1);
+
+    /* A drain is bounded: what never completes is left for the caller. */
+    ovs_assert(dp_defer_add(&d, &stuck, 0));
+    ovs_assert(dp_defer_drain(&d, fake_poll, NULL, 50) == 1);
+    ovs_assert(stuck.q[0].polls == 50);
+    dp_defer_destroy(&d);
+}
+
+static void
+test_capacity(void)
+{
+    struct fake_port p = {
+        .q[0] = { .inflight = 1, .per_poll = 1 },
+        .q[1] = { .inflight = 1, .per_poll = 1 },
+    };
+    struct dp_defer d;
+
+    dp_defer_init(&d, 2);
+    ovs_assert(dp_defer_add(&d, &p, 0));
+    ovs_assert(dp_defer_add(&d, &p, 1));
+    ovs_assert(!dp_defer_add(&d, &p, 2));   /* Full. */
+    ovs_assert(dp_defer_add(&d, &p, 1));    /* Known entries still fit. */
+    ovs_assert(d.n == 2);
+    ovs_assert(d.stats.full == 1);
+
+    /* Room again once work completes. */
+    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 2);
+    ovs_assert(dp_defer_add(&d, &p, 2));
+    ovs_assert(d.n == 1);
+    dp_defer_destroy(&d);
+}
+
+static void
+test_remove_port(void)
+{
+    struct fake_port gone, kept;
+    struct dp_defer d;
+
+    memset(&gone, 0, sizeof gone);
+    memset(&kept, 0, sizeof kept);
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, &gone, 0));
+    ovs_assert(dp_defer_add(&d, &kept, 0));
+    ovs_assert(dp_defer_add(&d, &gone, 1));
+    ovs_assert(dp_defer_add(&d, &gone, 2));
+    ovs_assert(dp_defer_remove_port(&d, &gone) == 3);
+    ovs_assert(d.n == 1);
+    ovs_assert(d.entries[0].port == &kept);
+    ovs_assert(dp_defer_remove_port(&d, &gone) == 0);
+
+    /* A removed port is never polled again. */
+    dp_defer_run(&d, fake_poll, NULL);
+    ovs_assert(gone.q[0].polls == 0 && gone.q[1].polls == 0);
+    ovs_assert(kept.q[0].polls == 1);
+    dp_defer_destroy(&d);
+}
+
+static const struct {
+    const char *name;
+    void (*function)(void);
+} tests[] = {
+    { "add-dedup", test_add_dedup },
+    { "run-removes-done", test_run_removes_done },
+    { "no-head-of-line-blocking", test_no_head_of_line_blocking },
+    { "drain", test_drain },
+    { "capacity", test_capacity },
+    { "remove-port", test_remove_port },
+};
+
+static void
+test_dpif_netdev_defer_main(int argc, char *argv[])
+{
+    for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
+        if (argc < 2 || !strcmp(argv[1], tests[i].name)) {
+            tests[i].function();
+            printf("%s: ok\n", tests[i].name);
+            if (argc >= 2) {
+                return;
+            }
+        }
+    }
+    if (argc >= 2) {
+        ovs_fatal(0, "unknown test \"%s\"", argv[1]);
+    }
+}
+
+OVSTEST_REGISTER("test-dpif-netdev-defer", test_dpif_netdev_defer_main);
