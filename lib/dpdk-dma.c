@@ -14,7 +14,7 @@
  * limitations under the License.
  */
 
-/* The rte_dma API is experimental in DPDK 22.11. */
+/* The rte_dma and vhost async APIs are experimental in DPDK 22.11. */
 #ifndef ALLOW_EXPERIMENTAL_API
 #define ALLOW_EXPERIMENTAL_API 1
 #endif
@@ -22,16 +22,74 @@
 #include <config.h>
 #include "dpdk-dma.h"
 
+#include <string.h>
+
 #include <rte_dmadev.h>
+#include <rte_errno.h>
+#include <rte_vhost_async.h>
 
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/vlog.h"
+#include "ovs-thread.h"
+#include "smap.h"
 #include "unixctl.h"
 #include "util.h"
 
 VLOG_DEFINE_THIS_MODULE(dpdk_dma);
 
-static int n_dma_devs;
+/* Descriptors per DMA vchannel, at most. */
+#define DPDK_DMA_MAX_DESC 4096
+
+struct dpdk_dma_dev {
+    int16_t id;
+    char *name;
+    int numa_id;
+    bool ready;                 /* Configured, started, known to vhost. */
+    int owner;                  /* Core id of the owning PMD, or -1. */
+};
+
+static struct ovs_mutex dma_mutex = OVS_MUTEX_INITIALIZER;
+static struct dpdk_dma_dev *dma_devs OVS_GUARDED_BY(dma_mutex);
+static size_t n_dma_devs OVS_GUARDED_BY(dma_mutex);
+static bool vhost_async_enabled;
+
+/* The DMA device id of the current thread, or -1 for CPU copies. */
+DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
+
+static bool
+dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
+{
+    struct rte_dma_vchan_conf vchan_conf = {
+        .direction = RTE_DMA_DIR_MEM_TO_MEM,
+        .nb_desc = MIN(DPDK_DMA_MAX_DESC, info->max_desc),
+    };
+    struct rte_dma_conf conf = { .nb_vchans = 1 };
+    int err;
+
+    if (!(info->dev_capa & RTE_DMA_CAPA_MEM_TO_MEM)) {
+        VLOG_WARN("DMA device %s cannot copy memory to memory: not used",
+                  info->dev_name);
+        return false;
+    }
+    err = rte_dma_configure(id, &conf);
+    if (!err) {
+        err = rte_dma_vchan_setup(id, 0, &vchan_conf);
+    }
+    if (!err) {
+        err = rte_dma_start(id);
+    }
+    if (!err) {
+        err = rte_vhost_async_dma_configure(id, 0);
+    }
+    if (err) {
+        VLOG_WARN("DMA device %s (id %d) setup failed: %s; not used",
+                  info->dev_name, id, rte_strerror(-err));
+        return false;
+    }
+    VLOG_INFO("DMA device %s (id %d) ready: 1 vchannel, %"PRIu16
+              " descriptors", info->dev_name, id, vchan_conf.nb_desc);
+    return true;
+}
 
 static void
 dpdk_dma_format_capa(struct ds *s, uint64_t capa)
@@ -48,42 +106,90 @@ dpdk_dma_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
               const char *argv[] OVS_UNUSED, void *aux OVS_UNUSED)
 {
     struct ds s = DS_EMPTY_INITIALIZER;
-    int16_t id;
 
-    ds_put_format(&s, "DMA devices: %d\n", rte_dma_count_avail());
-    RTE_DMA_FOREACH_DEV (id) {
+    ovs_mutex_lock(&dma_mutex);
+    ds_put_format(&s, "vhost async: %s\nDMA devices: %"PRIuSIZE"\n",
+                  vhost_async_enabled ? "enabled" : "disabled", n_dma_devs);
+    for (size_t i = 0; i < n_dma_devs; i++) {
+        const struct dpdk_dma_dev *dev = &dma_devs[i];
         struct rte_dma_stats stats;
         struct rte_dma_info info;
 
-        if (rte_dma_info_get(id, &info)) {
-            ds_put_format(&s, "  id %d: no information\n", id);
+        ds_put_format(&s, "  %s: id %d, numa %d", dev->name, dev->id,
+                      dev->numa_id);
+        if (!rte_dma_info_get(dev->id, &info)) {
+            ds_put_format(&s, ", descriptors %"PRIu16"-%"PRIu16
+                          ", vchans %"PRIu16"/%"PRIu16", ", info.min_desc,
+                          info.max_desc, info.nb_vchans, info.max_vchans);
+            dpdk_dma_format_capa(&s, info.dev_capa);
+        }
+        ds_put_char(&s, '\n');
+        if (!dev->ready) {
+            ds_put_cstr(&s, "    not in use\n");
             continue;
         }
-        ds_put_format(&s, "  %s: id %d, numa %d, descriptors %"PRIu16
-                      "-%"PRIu16", vchans %"PRIu16"/%"PRIu16", ",
-                      info.dev_name, id, info.numa_node, info.min_desc,
-                      info.max_desc, info.nb_vchans, info.max_vchans);
-        dpdk_dma_format_capa(&s, info.dev_capa);
-        ds_put_char(&s, '\n');
-        if (info.nb_vchans && !rte_dma_stats_get(id, 0, &stats)) {
+        if (dev->owner >= 0) {
+            ds_put_format(&s, "    owner: PMD thread on core %d\n",
+                          dev->owner);
+        } else {
+            ds_put_cstr(&s, "    owner: none\n");
+        }
+        if (!rte_dma_stats_get(dev->id, 0, &stats)) {
             ds_put_format(&s, "    submitted %"PRIu64", completed %"PRIu64
                           ", errors %"PRIu64"\n", stats.submitted,
                           stats.completed, stats.errors);
         }
     }
+    ovs_mutex_unlock(&dma_mutex);
     unixctl_command_reply(conn, ds_cstr(&s));
     ds_destroy(&s);
 }
 
+/* Reads other_config:vhost-async-support.  Anything but "true" or "false"
+ * is warned about and taken as false. */
+static bool
+dpdk_dma_parse_async(const struct smap *cfg)
+{
+    const char *value = smap_get(cfg, "vhost-async-support");
+
+    if (!value || !strcmp(value, "false")) {
+        return false;
+    } else if (!strcmp(value, "true")) {
+        if (smap_get_bool(cfg, "vhost-iommu-support", false)) {
+            VLOG_WARN("vhost-async-support disabled: DPDK does not support "
+                      "vhost async copies together with "
+                      "vhost-iommu-support, which stays enabled.");
+            return false;
+        }
+        if (smap_get_bool(cfg, "vhost-postcopy-support", false)) {
+            VLOG_WARN("vhost-async-support disabled: DPDK does not support "
+                      "vhost async copies together with "
+                      "vhost-postcopy-support, which stays enabled.");
+            return false;
+        }
+        return true;
+    }
+    VLOG_WARN("Invalid value \"%s\" for other_config:vhost-async-support "
+              "(expected true or false): vhost async disabled.", value);
+    return false;
+}
+
 void
-dpdk_dma_init(void)
+dpdk_dma_init(const struct smap *ovs_other_config)
 {
     int16_t id;
 
+    vhost_async_enabled = dpdk_dma_parse_async(ovs_other_config);
+    VLOG_INFO("vhost async support %s.",
+              vhost_async_enabled ? "enabled" : "disabled");
+
+    ovs_mutex_lock(&dma_mutex);
+    dma_devs = xcalloc(MAX(rte_dma_count_avail(), 1), sizeof *dma_devs);
     n_dma_devs = 0;
     RTE_DMA_FOREACH_DEV (id) {
-        struct ds s = DS_EMPTY_INITIALIZER;
+        struct dpdk_dma_dev *dev;
         struct rte_dma_info info;
+        struct ds s = DS_EMPTY_INITIALIZER;
 
         if (rte_dma_info_get(id, &info)) {
             VLOG_WARN("DMA device %d: cannot get device information", id);
@@ -94,17 +200,104 @@ dpdk_dma_init(void)
                   " descriptors, %s", info.dev_name, id, info.numa_node,
                   info.min_desc, info.max_desc, ds_cstr(&s));
         ds_destroy(&s);
-        n_dma_devs++;
+
+        dev = &dma_devs[n_dma_devs++];
+        dev->id = id;
+        dev->name = xstrdup(info.dev_name);
+        dev->numa_id = info.numa_node;
+        dev->owner = -1;
+        dev->ready = vhost_async_enabled && dpdk_dma_setup(id, &info);
     }
-    VLOG_INFO("%d DMA device%s found", n_dma_devs,
+    VLOG_INFO("%"PRIuSIZE" DMA device%s found", n_dma_devs,
               n_dma_devs == 1 ? "" : "s");
+    ovs_mutex_unlock(&dma_mutex);
 
     unixctl_command_register("netdev-dpdk/dma-show", "", 0, 0,
                              dpdk_dma_show, NULL);
 }
 
+bool
+dpdk_vhost_async_enabled(void)
+{
+    return vhost_async_enabled;
+}
+
 int
 dpdk_dma_count(void)
 {
-    return n_dma_devs;
+    int n;
+
+    ovs_mutex_lock(&dma_mutex);
+    n = n_dma_devs;
+    ovs_mutex_unlock(&dma_mutex);
+    return n;
+}
+
+/* Gives the calling PMD thread, which runs on 'core_id' of NUMA node
+ * 'numa_id', a free DMA device: one on its NUMA node if there is one, any
+ * other otherwise.  Without one, the thread copies with the CPU. */
+void
+dpdk_dma_thread_claim(unsigned int core_id, int numa_id)
+{
+    struct dpdk_dma_dev *best = NULL;
+
+    *thread_dma_id_get() = -1;
+    if (!vhost_async_enabled) {
+        return;
+    }
+
+    ovs_mutex_lock(&dma_mutex);
+    for (size_t i = 0; i < n_dma_devs; i++) {
+        struct dpdk_dma_dev *dev = &dma_devs[i];
+
+        if (dev->ready && dev->owner < 0) {
+            if (dev->numa_id == numa_id) {
+                best = dev;
+                break;
+            } else if (!best) {
+                best = dev;
+            }
+        }
+    }
+    if (best) {
+        best->owner = core_id;
+        *thread_dma_id_get() = best->id;
+        VLOG_INFO("PMD thread on core %u (NUMA node %d) claimed DMA device "
+                  "%s (id %d).", core_id, numa_id, best->name, best->id);
+    } else {
+        VLOG_INFO("PMD thread on core %u: no DMA device free, vhost copies "
+                  "stay on the CPU.", core_id);
+    }
+    ovs_mutex_unlock(&dma_mutex);
+}
+
+/* Releases the calling thread's DMA device, if any. */
+void
+dpdk_dma_thread_release(void)
+{
+    int16_t *id = thread_dma_id_get();
+
+    if (*id < 0) {
+        return;
+    }
+    ovs_mutex_lock(&dma_mutex);
+    for (size_t i = 0; i < n_dma_devs; i++) {
+        struct dpdk_dma_dev *dev = &dma_devs[i];
+
+        if (dev->id == *id) {
+            VLOG_INFO("PMD thread on core %d released DMA device %s "
+                      "(id %d).", dev->owner, dev->name, dev->id);
+            dev->owner = -1;
+        }
+    }
+    ovs_mutex_unlock(&dma_mutex);
+    *id = -1;
+}
+
+/* Returns the calling thread's DMA device id, or -1 if it copies with the
+ * CPU. */
+int16_t
+dpdk_dma_thread_id(void)
+{
+    return *thread_dma_id_get();
 }

@@ -17,14 +17,33 @@
 #ifndef DPDK_DMA_H
 #define DPDK_DMA_H 1
 
-/* DMA-dev inventory.
+#include <stdbool.h>
+#include <stdint.h>
+
+struct smap;
+
+/* DMA-dev devices for vhost async copies.
  *
  * DPDK probes DMA-dev devices (software "dma_skeleton", Intel IOAT and
  * IDXD/DSA) from the EAL arguments: --vdev for software devices, the PCI
  * allow list for hardware.  dpdk_dma_init() takes stock of them once EAL is
- * up and registers "netdev-dpdk/dma-show". */
+ * up, reads other_config:vhost-async-support (switched off, with a
+ * warning, when vhost-iommu-support or vhost-postcopy-support is on: DPDK
+ * refuses async copies with either) and, when it is on, configures every
+ * device that can copy memory to memory with one
+ * vchannel, starts it and registers it with vhost.
+ *
+ * Each PMD thread claims one free device when it starts
+ * (dpdk_dma_thread_claim()) and releases it when it exits; it is the only
+ * thread that polls that device.  A thread without a device copies with the
+ * CPU.  "ovs-appctl netdev-dpdk/dma-show" lists devices and owners. */
 
-void dpdk_dma_init(void);
+void dpdk_dma_init(const struct smap *ovs_other_config);
+bool dpdk_vhost_async_enabled(void);
 int dpdk_dma_count(void);
+
+void dpdk_dma_thread_claim(unsigned int core_id, int numa_id);
+void dpdk_dma_thread_release(void);
+int16_t dpdk_dma_thread_id(void);
 
 #endif /* dpdk-dma.h */
