@@ -78,12 +78,15 @@ dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
     if (!err) {
         err = rte_dma_start(id);
     }
-    if (!err) {
-        err = rte_vhost_async_dma_configure(id, 0);
-    }
     if (err) {
         VLOG_WARN("DMA device %s (id %d) setup failed: %s; not used",
                   info->dev_name, id, rte_strerror(-err));
+        return false;
+    }
+    if (rte_vhost_async_dma_configure(id, 0)) {
+        VLOG_WARN("DMA device %s (id %d): vhost refused it; not used",
+                  info->dev_name, id);
+        rte_dma_stop(id);
         return false;
     }
     VLOG_INFO("DMA device %s (id %d) ready: 1 vchannel, %"PRIu16
