@@ -219,6 +219,34 @@ dpdk_dma_init(const struct smap *ovs_other_config)
                              dpdk_dma_show, NULL);
 }
 
+/* Appends to 'reply' the line of "dpif-netdev/pmd-stats-show" that names
+ * the DMA device of the PMD thread on 'core_id' (any other core id: the
+ * main thread).  Nothing when vhost async is off, so that the output stays
+ * that of stock OVS. */
+void
+dpdk_dma_format_pmd(struct ds *reply, unsigned int core_id)
+{
+    const struct dpdk_dma_dev *owned = NULL;
+
+    if (!vhost_async_enabled) {
+        return;
+    }
+    ovs_mutex_lock(&dma_mutex);
+    for (size_t i = 0; i < n_dma_devs; i++) {
+        if (dma_devs[i].owner >= 0 && dma_devs[i].owner == core_id) {
+            owned = &dma_devs[i];
+            break;
+        }
+    }
+    if (owned) {
+        ds_put_format(reply, "  vhost async DMA device: %s (id %d)\n",
+                      owned->name, owned->id);
+    } else {
+        ds_put_cstr(reply, "  vhost async DMA device: none, CPU copy\n");
+    }
+    ovs_mutex_unlock(&dma_mutex);
+}
+
 bool
 dpdk_vhost_async_enabled(void)
 {

@@ -42,6 +42,9 @@ void dpdk_dma_init(const struct smap *ovs_other_config);
 bool dpdk_vhost_async_enabled(void);
 int dpdk_dma_count(void);
 
+struct ds;
+void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);
+
 void dpdk_dma_thread_claim(unsigned int core_id, int numa_id);
 void dpdk_dma_thread_release(void);
 int16_t dpdk_dma_thread_id(void);
