@@ -32,11 +32,6 @@ dpdk_vhost_async_enabled(void)
     return false;
 }
 
-int
-dpdk_dma_count(void)
-{
-    return 0;
-}
 
 void
 dpdk_dma_format_pmd(struct ds *reply OVS_UNUSED,

@@ -253,16 +253,6 @@ dpdk_vhost_async_enabled(void)
     return vhost_async_enabled;
 }
 
-int
-dpdk_dma_count(void)
-{
-    int n;
-
-    ovs_mutex_lock(&dma_mutex);
-    n = n_dma_devs;
-    ovs_mutex_unlock(&dma_mutex);
-    return n;
-}
 
 /* Gives the calling PMD thread, which runs on 'core_id' of NUMA node
  * 'numa_id', a free DMA device: one on its NUMA node if there is one, any

@@ -40,7 +40,6 @@ struct smap;
 
 void dpdk_dma_init(const struct smap *ovs_other_config);
 bool dpdk_vhost_async_enabled(void);
-int dpdk_dma_count(void);
 
 struct ds;
 void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);
