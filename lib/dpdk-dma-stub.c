@@ -40,6 +40,11 @@ dpdk_dma_format_pmd(struct ds *reply OVS_UNUSED,
 }
 
 void
+dpdk_dma_clear_pmd(unsigned int core_id OVS_UNUSED)
+{
+}
+
+void
 dpdk_dma_thread_claim(unsigned int core_id OVS_UNUSED,
                       int numa_id OVS_UNUSED)
 {
@@ -54,4 +59,9 @@ int16_t
 dpdk_dma_thread_id(void)
 {
     return -1;
+}
+
+void
+dpdk_dma_count(enum dpdk_dma_stat stat OVS_UNUSED, uint64_t n OVS_UNUSED)
+{
 }

@@ -29,6 +29,7 @@
 #include <rte_vhost_async.h>
 
 #include "openvswitch/dynamic-string.h"
+#include "openvswitch/list.h"
 #include "openvswitch/vlog.h"
 #include "ovs-thread.h"
 #include "smap.h"
@@ -55,6 +56,67 @@ static bool vhost_async_enabled;
 
 /* The DMA device id of the current thread, or -1 for CPU copies. */
 DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
+
+/* Copy counters of one thread.  Records live as long as the process, so
+ * that a PMD thread's figures survive reloads. */
+struct dpdk_dma_thread_stats {
+    struct ovs_list node;       /* In 'thread_stats_list'. */
+    unsigned int core_id;
+    atomic_uint64_t n[DPDK_DMA_N_STATS];
+    uint64_t base[DPDK_DMA_N_STATS];    /* 'n' at the last clear. */
+};
+
+static struct ovs_list thread_stats_list OVS_GUARDED_BY(dma_mutex)
+    = OVS_LIST_INITIALIZER(&thread_stats_list);
+
+/* The record of the non-PMD thread (and of any thread that has none). */
+static struct dpdk_dma_thread_stats non_pmd_stats;
+
+DEFINE_STATIC_PER_THREAD_DATA(struct dpdk_dma_thread_stats *, thread_stats,
+                              NULL);
+
+static struct dpdk_dma_thread_stats *
+dpdk_dma_find_stats(unsigned int core_id)
+    OVS_REQUIRES(dma_mutex)
+{
+    struct dpdk_dma_thread_stats *ts;
+
+    LIST_FOR_EACH (ts, node, &thread_stats_list) {
+        if (ts->core_id == core_id) {
+            return ts;
+        }
+    }
+    return NULL;
+}
+
+static struct dpdk_dma_thread_stats *
+dpdk_dma_get_stats(unsigned int core_id)
+    OVS_REQUIRES(dma_mutex)
+{
+    struct dpdk_dma_thread_stats *ts = dpdk_dma_find_stats(core_id);
+
+    if (!ts) {
+        ts = xzalloc(sizeof *ts);
+        ts->core_id = core_id;
+        ovs_list_push_back(&thread_stats_list, &ts->node);
+    }
+    return ts;
+}
+
+/* Adds 'n' to the calling thread's counter 'stat'. */
+void
+dpdk_dma_count(enum dpdk_dma_stat stat, uint64_t n)
+{
+    struct dpdk_dma_thread_stats *ts = *thread_stats_get();
+    uint64_t cur;
+
+    if (!ts) {
+        ts = &non_pmd_stats;
+    }
+    /* One writer per record: no atomic read-modify-write needed. */
+    atomic_read_relaxed(&ts->n[stat], &cur);
+    atomic_store_relaxed(&ts->n[stat], cur + n);
+}
 
 static bool
 dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
@@ -244,6 +306,41 @@ dpdk_dma_format_pmd(struct ds *reply, unsigned int core_id)
     } else {
         ds_put_cstr(reply, "  vhost async DMA device: none, CPU copy\n");
     }
+
+    const struct dpdk_dma_thread_stats *ts = dpdk_dma_find_stats(core_id);
+    uint64_t n[DPDK_DMA_N_STATS];
+
+    if (!ts) {
+        ts = &non_pmd_stats;
+    }
+    for (int i = 0; i < DPDK_DMA_N_STATS; i++) {
+        atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &ts->n[i]), &n[i]);
+        n[i] -= ts->base[i];
+    }
+    ds_put_format(reply, "  vhost async tx packets: %"PRIu64" by DMA, "
+                  "%"PRIu64" by CPU copy\n",
+                  n[DPDK_DMA_TX_ASYNC], n[DPDK_DMA_TX_CPU]);
+    ds_put_format(reply, "  vhost async rx packets: %"PRIu64" by DMA, "
+                  "%"PRIu64" by CPU copy\n",
+                  n[DPDK_DMA_RX_ASYNC], n[DPDK_DMA_RX_CPU]);
+    ovs_mutex_unlock(&dma_mutex);
+}
+
+/* Starts the counters of the thread on 'core_id' from zero, for
+ * "dpif-netdev/pmd-stats-clear". */
+void
+dpdk_dma_clear_pmd(unsigned int core_id)
+{
+    struct dpdk_dma_thread_stats *ts;
+
+    ovs_mutex_lock(&dma_mutex);
+    ts = dpdk_dma_find_stats(core_id);
+    if (!ts) {
+        ts = &non_pmd_stats;
+    }
+    for (int i = 0; i < DPDK_DMA_N_STATS; i++) {
+        atomic_read_relaxed(&ts->n[i], &ts->base[i]);
+    }
     ovs_mutex_unlock(&dma_mutex);
 }
 
@@ -268,6 +365,7 @@ dpdk_dma_thread_claim(unsigned int core_id, int numa_id)
     }
 
     ovs_mutex_lock(&dma_mutex);
+    *thread_stats_get() = dpdk_dma_get_stats(core_id);
     for (size_t i = 0; i < n_dma_devs; i++) {
         struct dpdk_dma_dev *dev = &dma_devs[i];
 
@@ -298,6 +396,7 @@ dpdk_dma_thread_release(void)
 {
     int16_t *id = thread_dma_id_get();
 
+    *thread_stats_get() = NULL;
     if (*id < 0) {
         return;
     }

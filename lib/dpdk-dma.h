@@ -44,8 +44,23 @@ bool dpdk_vhost_async_enabled(void);
 struct ds;
 void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);
 
+void dpdk_dma_clear_pmd(unsigned int core_id);
+
 void dpdk_dma_thread_claim(unsigned int core_id, int numa_id);
 void dpdk_dma_thread_release(void);
 int16_t dpdk_dma_thread_id(void);
+
+/* Per-thread vhost copy counters, shown by "dpif-netdev/pmd-stats-show".
+ * Only the thread itself updates them (the non-PMD thread's under
+ * dpif-netdev's non-PMD mutex). */
+enum dpdk_dma_stat {
+    DPDK_DMA_TX_ASYNC,          /* Tx packets whose DMA copy completed. */
+    DPDK_DMA_RX_ASYNC,          /* Rx packets whose DMA copy completed. */
+    DPDK_DMA_TX_CPU,            /* Tx packets copied by the CPU. */
+    DPDK_DMA_RX_CPU,            /* Rx packets copied by the CPU. */
+    DPDK_DMA_N_STATS
+};
+
+void dpdk_dma_count(enum dpdk_dma_stat, uint64_t n);
 
 #endif /* dpdk-dma.h */

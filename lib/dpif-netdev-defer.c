@@ -19,7 +19,15 @@
 
 #include <string.h>
 
+#include "openvswitch/dynamic-string.h"
+#include "openvswitch/vlog.h"
+#include "ovs-thread.h"
+#include "timeval.h"
 #include "util.h"
+
+VLOG_DEFINE_THIS_MODULE(dpif_netdev_defer);
+
+DEFINE_STATIC_PER_THREAD_DATA(struct dp_defer *, thread_defer, NULL);
 
 void
 dp_defer_init(struct dp_defer *defer, size_t capacity)
@@ -29,6 +37,7 @@ dp_defer_init(struct dp_defer *defer, size_t capacity)
     defer->n = 0;
     defer->capacity = capacity;
     memset(&defer->stats, 0, sizeof defer->stats);
+    memset(&defer->base, 0, sizeof defer->base);
 }
 
 void
@@ -39,14 +48,17 @@ dp_defer_destroy(struct dp_defer *defer)
     defer->n = defer->capacity = 0;
 }
 
-/* Registers deferred work for queue 'qid' of 'port', unless it is already
- * registered.  Returns false if the list is full: the caller must then
- * complete that queue's work itself. */
+/* Registers deferred work for queue 'qid' of 'port', to be polled with
+ * 'poll', unless it is already registered.  Returns false if the list is
+ * full: the caller must then complete that queue's work itself. */
 bool
-dp_defer_add(struct dp_defer *defer, void *port, int qid)
+dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
+             int qid)
 {
     for (size_t i = 0; i < defer->n; i++) {
-        if (defer->entries[i].port == port && defer->entries[i].qid == qid) {
+        const struct dp_defer_entry *e = &defer->entries[i];
+
+        if (e->port == port && e->qid == qid && e->poll == poll) {
             return true;
         }
     }
@@ -55,6 +67,7 @@ dp_defer_add(struct dp_defer *defer, void *port, int qid)
         return false;
     }
     defer->entries[defer->n++] = (struct dp_defer_entry) {
+        .poll = poll,
         .port = port,
         .qid = qid,
     };
@@ -71,7 +84,7 @@ dp_defer_remove__(struct dp_defer *defer, size_t i)
 /* Polls every entry once with 'poll' and drops those with nothing left in
  * flight.  Returns the number of packets completed. */
 unsigned int
-dp_defer_run(struct dp_defer *defer, dp_defer_poll_func *poll, void *aux)
+dp_defer_run(struct dp_defer *defer)
 {
     unsigned int total = 0;
     size_t i = 0;
@@ -85,7 +98,7 @@ dp_defer_run(struct dp_defer *defer, dp_defer_poll_func *poll, void *aux)
         unsigned int n_completed = 0;
         enum dp_defer_status status;
 
-        status = poll(e->port, e->qid, aux, &n_completed);
+        status = e->poll(e->port, e->qid, &n_completed);
         defer->stats.polls++;
         if (!n_completed) {
             defer->stats.empty_polls++;
@@ -105,13 +118,26 @@ dp_defer_run(struct dp_defer *defer, dp_defer_poll_func *poll, void *aux)
 /* Runs the list until it is empty or 'max_rounds' rounds have passed.
  * Returns the number of entries left. */
 size_t
-dp_defer_drain(struct dp_defer *defer, dp_defer_poll_func *poll, void *aux,
-               unsigned int max_rounds)
+dp_defer_drain(struct dp_defer *defer, unsigned int max_rounds)
 {
     for (unsigned int round = 0; defer->n && round < max_rounds; round++) {
-        dp_defer_run(defer, poll, aux);
+        dp_defer_run(defer);
     }
     return defer->n;
+}
+
+/* Drops every entry without polling it, counting them as abandoned: for a
+ * bounded drain that did not finish, before the ports the entries refer to
+ * may go away.  Whoever next uses or tears down such a queue completes what
+ * is left in flight.  Returns how many entries were dropped. */
+size_t
+dp_defer_clear(struct dp_defer *defer)
+{
+    size_t n = defer->n;
+
+    defer->stats.abandoned += n;
+    defer->n = 0;
+    return n;
 }
 
 /* Drops every entry of 'port' without polling it.  Returns how many were
@@ -131,4 +157,99 @@ dp_defer_remove_port(struct dp_defer *defer, const void *port)
         }
     }
     return removed;
+}
+
+/* Polls the list until it is empty or 'max_ms' milliseconds have passed,
+ * then drops what is left (dp_defer_clear()).  For a PMD thread that
+ * reloads or exits: after it, the ports its entries refer to may go away.
+ * Returns the number of entries dropped. */
+size_t
+dp_defer_finish(struct dp_defer *defer, long long int max_ms)
+{
+    long long int deadline = time_msec() + max_ms;
+    size_t n;
+
+    while (defer->n && time_msec() <= deadline) {
+        dp_defer_drain(defer, 64);
+    }
+    n = dp_defer_clear(defer);
+    if (n) {
+        static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 5);
+
+        VLOG_WARN_RL(&rl, "%"PRIuSIZE" queues still had copies in flight "
+                     "after %lld ms: left to their next user.", n, max_ms);
+    }
+    return n;
+}
+
+/* Stores in '*stats' the statistics since the last dp_defer_stats_clear(). */
+void
+dp_defer_stats_get(const struct dp_defer *defer, struct dp_defer_stats *stats)
+{
+    const uint64_t *cur = (const uint64_t *) &defer->stats;
+    const uint64_t *base = (const uint64_t *) &defer->base;
+    uint64_t *out = (uint64_t *) stats;
+
+    BUILD_ASSERT_DECL(sizeof *stats % sizeof(uint64_t) == 0);
+    for (size_t i = 0; i < sizeof *stats / sizeof(uint64_t); i++) {
+        out[i] = cur[i] - base[i];
+    }
+}
+
+/* Starts the statistics from zero.  May be called from another thread than
+ * the owner's: the counters are only read. */
+void
+dp_defer_stats_clear(struct dp_defer *defer)
+{
+    defer->base = defer->stats;
+}
+
+/* Appends the statistics of 'defer' to 'reply', for
+ * "dpif-netdev/pmd-stats-show". */
+void
+dp_defer_format_stats(struct ds *reply, const struct dp_defer *defer)
+{
+    struct dp_defer_stats s;
+
+    dp_defer_stats_get(defer, &s);
+    ds_put_format(reply,
+                  "  vhost async deferred work: %"PRIu64" entries added, "
+                  "%"PRIu64" list runs, %"PRIuSIZE" pending\n",
+                  s.added, s.runs, defer->n);
+    ds_put_format(reply,
+                  "  vhost async completion polls: %"PRIu64" "
+                  "(empty: %"PRIu64"), packets completed: %"PRIu64"\n",
+                  s.polls, s.empty_polls, s.completed);
+    ds_put_format(reply,
+                  "  vhost async completion poll cycles: %"PRIu64" "
+                  "(%.02f per completed packet)\n", s.cycles,
+                  s.completed ? s.cycles / (double) s.completed : 0.0);
+    if (s.full || s.abandoned) {
+        ds_put_format(reply, "  vhost async deferred work: %"PRIu64" "
+                      "refused (list full), %"PRIu64" abandoned\n",
+                      s.full, s.abandoned);
+    }
+}
+
+void
+dp_defer_thread_set(struct dp_defer *defer)
+{
+    *thread_defer_get() = defer;
+}
+
+struct dp_defer *
+dp_defer_thread_get(void)
+{
+    return *thread_defer_get();
+}
+
+/* Registers deferred work in the calling thread's list.  Returns false if
+ * the thread has no list or it is full: the caller must then complete the
+ * work itself. */
+bool
+dp_defer_thread_add(dp_defer_poll_func *poll, void *port, int qid)
+{
+    struct dp_defer *defer = dp_defer_thread_get();
+
+    return defer && dp_defer_add(defer, poll, port, qid);
 }

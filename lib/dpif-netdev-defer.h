@@ -25,8 +25,8 @@
  *
  * A send that leaves packet copies in flight (vhost async enqueue on a
  * DMA-dev channel) registers work for its (port, queue) with
- * dp_defer_add(); there is at most one entry per (port, queue), however many
- * bursts are in flight.  The PMD thread that owns the list calls
+ * dp_defer_add(), with the function that polls it; there is at most one entry
+ * per (port, queue), however many bursts are in flight.  The PMD thread that owns the list calls
  * dp_defer_run() between rx bursts: it polls every entry, so one slow queue
  * never holds up another, and drops an entry once its poll reports nothing
  * left in flight.  dp_defer_drain() polls until the list is empty or a
@@ -36,6 +36,12 @@
  * must remove a port's entries (dp_defer_remove_port()) before the port goes
  * away, after draining it.  Only the owning thread may use a list. */
 
+/* Entries of a PMD thread's list: queues it sent to with copies in flight. */
+#define DP_DEFER_PMD_CAPACITY 1024
+
+/* How long a PMD thread polls its list when it reloads or exits. */
+#define DP_DEFER_FINISH_MS 100
+
 enum dp_defer_status {
     DP_DEFER_DONE,              /* Nothing left in flight: drop the entry. */
     DP_DEFER_PENDING,           /* Copies still in flight: keep it. */
@@ -44,10 +50,10 @@ enum dp_defer_status {
 /* Polls completions for queue 'qid' of 'port'.  Stores the number of packets
  * whose copies completed in '*n_completed'. */
 typedef enum dp_defer_status dp_defer_poll_func(void *port, int qid,
-                                                void *aux,
                                                 unsigned int *n_completed);
 
 struct dp_defer_entry {
+    dp_defer_poll_func *poll;
     void *port;
     int qid;
 };
@@ -59,6 +65,8 @@ struct dp_defer_stats {
     uint64_t polls;             /* Entries polled. */
     uint64_t empty_polls;       /* Polls that completed nothing. */
     uint64_t completed;         /* Packets completed. */
+    uint64_t abandoned;         /* Entries dropped by a bounded drain. */
+    uint64_t cycles;            /* Cycles spent in dp_defer_run(). */
 };
 
 struct dp_defer {
@@ -66,17 +74,31 @@ struct dp_defer {
     size_t n;
     size_t capacity;
     struct dp_defer_stats stats;
+    struct dp_defer_stats base; /* 'stats' at the last clear. */
 };
 
 void dp_defer_init(struct dp_defer *, size_t capacity);
 void dp_defer_destroy(struct dp_defer *);
 
-bool dp_defer_add(struct dp_defer *, void *port, int qid);
-unsigned int dp_defer_run(struct dp_defer *, dp_defer_poll_func *,
-                          void *aux);
-size_t dp_defer_drain(struct dp_defer *, dp_defer_poll_func *, void *aux,
-                      unsigned int max_rounds);
+bool dp_defer_add(struct dp_defer *, dp_defer_poll_func *, void *port,
+                  int qid);
+unsigned int dp_defer_run(struct dp_defer *);
+size_t dp_defer_drain(struct dp_defer *, unsigned int max_rounds);
 size_t dp_defer_remove_port(struct dp_defer *, const void *port);
+size_t dp_defer_clear(struct dp_defer *);
+size_t dp_defer_finish(struct dp_defer *, long long int max_ms);
+
+void dp_defer_stats_get(const struct dp_defer *, struct dp_defer_stats *);
+void dp_defer_stats_clear(struct dp_defer *);
+
+struct ds;
+void dp_defer_format_stats(struct ds *, const struct dp_defer *);
+
+/* The calling thread's list: set by a PMD thread for itself, NULL in every
+ * other thread. */
+void dp_defer_thread_set(struct dp_defer *);
+struct dp_defer *dp_defer_thread_get(void);
+bool dp_defer_thread_add(dp_defer_poll_func *, void *port, int qid);
 
 static inline bool
 dp_defer_is_empty(const struct dp_defer *defer)

@@ -39,8 +39,7 @@ struct fake_port {
 };
 
 static enum dp_defer_status
-fake_poll(void *port_, int qid, void *aux OVS_UNUSED,
-          unsigned int *n_completed)
+fake_poll(void *port_, int qid, unsigned int *n_completed)
 {
     struct fake_port *port = port_;
     struct fake_queue *q = &port->q[qid];
@@ -60,11 +59,11 @@ test_add_dedup(void)
 
     dp_defer_init(&d, 8);
     ovs_assert(dp_defer_is_empty(&d));
-    ovs_assert(dp_defer_add(&d, &p0, 0));
-    ovs_assert(dp_defer_add(&d, &p0, 0));   /* Same queue: one entry. */
-    ovs_assert(dp_defer_add(&d, &p0, 1));
-    ovs_assert(dp_defer_add(&d, &p1, 0));
-    ovs_assert(dp_defer_add(&d, &p1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0));   /* Same queue. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0));
     ovs_assert(d.n == 3);
     ovs_assert(d.stats.added == 3);
     ovs_assert(d.stats.full == 0);
@@ -78,12 +77,12 @@ test_run_removes_done(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, &p, 0));
-    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 32);
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_run(&d) == 32);
     ovs_assert(d.n == 1);                   /* 32 still in flight. */
-    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 32);
+    ovs_assert(dp_defer_run(&d) == 32);
     ovs_assert(dp_defer_is_empty(&d));      /* Nothing left: dropped. */
-    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 0);
+    ovs_assert(dp_defer_run(&d) == 0);
     ovs_assert(p.q[0].polls == 2);          /* Empty list: no poll. */
     ovs_assert(d.stats.runs == 2);
     ovs_assert(d.stats.polls == 2);
@@ -104,10 +103,10 @@ test_no_head_of_line_blocking(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, &stuck, 0));
-    ovs_assert(dp_defer_add(&d, &p, 0));
-    ovs_assert(dp_defer_add(&d, &p, 1));
-    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 12);
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1));
+    ovs_assert(dp_defer_run(&d) == 12);
     ovs_assert(d.n == 1);
     ovs_assert(d.entries[0].port == &stuck);
     ovs_assert(p.q[0].polls == 1 && p.q[1].polls == 1);
@@ -115,10 +114,10 @@ test_no_head_of_line_blocking(void)
     ovs_assert(d.stats.empty_polls == 1);
 
     /* The stuck queue is polled on every run, and leaves once it moves. */
-    dp_defer_run(&d, fake_poll, NULL);
+    dp_defer_run(&d);
     ovs_assert(stuck.q[0].polls == 2);
     stuck.q[0].per_poll = 10;
-    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 10);
+    ovs_assert(dp_defer_run(&d) == 10);
     ovs_assert(dp_defer_is_empty(&d));
     dp_defer_destroy(&d);
 }
@@ -136,15 +135,15 @@ test_drain(void)
 
     dp_defer_init(&d, 8);
     for (int qid = 0; qid < 3; qid++) {
-        ovs_assert(dp_defer_add(&d, &p, qid));
+        ovs_assert(dp_defer_add(&d, fake_poll, &p, qid));
     }
-    ovs_assert(dp_defer_drain(&d, fake_poll, NULL, 1000) == 0);
+    ovs_assert(dp_defer_drain(&d, 1000) == 0);
     ovs_assert(d.stats.completed == 104);
     ovs_assert(p.q[0].polls == 100 && p.q[1].polls == 2 && p.q[2].polls == 1);
 
     /* A drain is bounded: what never completes is left for the caller. */
-    ovs_assert(dp_defer_add(&d, &stuck, 0));
-    ovs_assert(dp_defer_drain(&d, fake_poll, NULL, 50) == 1);
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
+    ovs_assert(dp_defer_drain(&d, 50) == 1);
     ovs_assert(stuck.q[0].polls == 50);
     dp_defer_destroy(&d);
 }
@@ -159,16 +158,16 @@ test_capacity(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 2);
-    ovs_assert(dp_defer_add(&d, &p, 0));
-    ovs_assert(dp_defer_add(&d, &p, 1));
-    ovs_assert(!dp_defer_add(&d, &p, 2));   /* Full. */
-    ovs_assert(dp_defer_add(&d, &p, 1));    /* Known entries still fit. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1));
+    ovs_assert(!dp_defer_add(&d, fake_poll, &p, 2));   /* Full. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1));    /* Known: fits. */
     ovs_assert(d.n == 2);
     ovs_assert(d.stats.full == 1);
 
     /* Room again once work completes. */
-    ovs_assert(dp_defer_run(&d, fake_poll, NULL) == 2);
-    ovs_assert(dp_defer_add(&d, &p, 2));
+    ovs_assert(dp_defer_run(&d) == 2);
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 2));
     ovs_assert(d.n == 1);
     dp_defer_destroy(&d);
 }
@@ -182,19 +181,120 @@ test_remove_port(void)
     memset(&gone, 0, sizeof gone);
     memset(&kept, 0, sizeof kept);
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, &gone, 0));
-    ovs_assert(dp_defer_add(&d, &kept, 0));
-    ovs_assert(dp_defer_add(&d, &gone, 1));
-    ovs_assert(dp_defer_add(&d, &gone, 2));
+    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &kept, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 1));
+    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 2));
     ovs_assert(dp_defer_remove_port(&d, &gone) == 3);
     ovs_assert(d.n == 1);
     ovs_assert(d.entries[0].port == &kept);
     ovs_assert(dp_defer_remove_port(&d, &gone) == 0);
 
     /* A removed port is never polled again. */
-    dp_defer_run(&d, fake_poll, NULL);
+    dp_defer_run(&d);
     ovs_assert(gone.q[0].polls == 0 && gone.q[1].polls == 0);
     ovs_assert(kept.q[0].polls == 1);
+    dp_defer_destroy(&d);
+}
+
+/* A second poll function: the same (port, queue) polled by another netdev
+ * class is another entry. */
+static enum dp_defer_status
+other_poll(void *port, int qid, unsigned int *n_completed)
+{
+    return fake_poll(port, qid, n_completed);
+}
+
+static void
+test_poll_function(void)
+{
+    struct fake_port p = { .q[0] = { .inflight = 2, .per_poll = 1 } };
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, other_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, other_poll, &p, 0));
+    ovs_assert(d.n == 2);
+    ovs_assert(dp_defer_run(&d) == 2);   /* Each entry polled once. */
+    ovs_assert(p.q[0].polls == 2);
+    ovs_assert(d.n == 1 && d.entries[0].poll == fake_poll);
+    ovs_assert(dp_defer_run(&d) == 0);
+    ovs_assert(dp_defer_is_empty(&d));
+    dp_defer_destroy(&d);
+}
+
+static void
+test_clear_and_stats(void)
+{
+    struct fake_port stuck = { .q[0] = { .inflight = 5, .per_poll = 0 } };
+    struct fake_port p = { .q[0] = { .inflight = 3, .per_poll = 3 } };
+    struct dp_defer_stats s;
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_drain(&d, 4) == 1);
+
+    /* A drain that does not finish leaves the entry; clearing drops it
+     * without polling and counts it as abandoned. */
+    ovs_assert(dp_defer_clear(&d) == 1);
+    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(stuck.q[0].polls == 4);
+    dp_defer_run(&d);
+    ovs_assert(stuck.q[0].polls == 4);
+
+    dp_defer_stats_get(&d, &s);
+    ovs_assert(s.added == 2 && s.abandoned == 1 && s.completed == 3);
+    ovs_assert(s.polls == 5 && s.empty_polls == 4 && s.runs == 4);
+
+    /* Clearing the statistics starts them from zero; the list keeps
+     * counting. */
+    dp_defer_stats_clear(&d);
+    dp_defer_stats_get(&d, &s);
+    ovs_assert(!s.added && !s.abandoned && !s.completed && !s.polls);
+    p.q[0].inflight = 1;
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_run(&d) == 1);
+    dp_defer_stats_get(&d, &s);
+    ovs_assert(s.added == 1 && s.completed == 1 && s.polls == 1);
+
+    /* Finishing polls until the deadline, then drops what is left; work
+     * that completes in time is not abandoned. */
+    p.q[0].inflight = 2;
+    p.q[0].per_poll = 1;
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_finish(&d, 1000) == 0);
+    ovs_assert(!p.q[0].inflight);
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
+    ovs_assert(dp_defer_finish(&d, 0) == 1);
+    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(stuck.q[0].polls > 4);
+    dp_defer_stats_get(&d, &s);
+    ovs_assert(s.abandoned == 1);
+    dp_defer_destroy(&d);
+}
+
+static void
+test_thread_list(void)
+{
+    struct fake_port p = { .q[0] = { .inflight = 1, .per_poll = 1 } };
+    struct dp_defer d;
+
+    /* A thread without a list (the non-PMD thread) cannot defer work. */
+    ovs_assert(!dp_defer_thread_get());
+    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0));
+
+    dp_defer_init(&d, 1);
+    dp_defer_thread_set(&d);
+    ovs_assert(dp_defer_thread_get() == &d);
+    ovs_assert(dp_defer_thread_add(fake_poll, &p, 0));
+    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 1));   /* Full. */
+    ovs_assert(d.n == 1);
+    ovs_assert(dp_defer_run(&d) == 1);
+    dp_defer_thread_set(NULL);
+    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0));
     dp_defer_destroy(&d);
 }
 
@@ -208,6 +308,9 @@ static const struct {
     { "drain", test_drain },
     { "capacity", test_capacity },
     { "remove-port", test_remove_port },
+    { "poll-function", test_poll_function },
+    { "clear-and-stats", test_clear_and_stats },
+    { "thread-list", test_thread_list },
 };
 
 static void

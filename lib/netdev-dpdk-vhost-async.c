@@ -1,0 +1,623 @@
+/*
+ * Copyright (c) 2026 The OVS vhost async fork authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* The vhost async and rte_dma APIs are experimental in DPDK 22.11. */
+#ifndef ALLOW_EXPERIMENTAL_API
+#define ALLOW_EXPERIMENTAL_API 1
+#endif
+
+#include <config.h>
+#include "netdev-dpdk-vhost-async.h"
+
+#include <rte_dmadev.h>
+#include <rte_mbuf.h>
+#include <rte_vhost.h>
+#include <rte_vhost_async.h>
+
+#include "coverage.h"
+#include "dpdk-dma.h"
+#include "dpif-netdev-defer.h"
+#include "netdev.h"
+#include "openvswitch/vlog.h"
+#include "ovs-atomic.h"
+#include "timeval.h"
+#include "util.h"
+
+VLOG_DEFINE_THIS_MODULE(netdev_dpdk_vhost_async);
+
+COVERAGE_DEFINE(vhost_async_tx_ring_full);
+COVERAGE_DEFINE(vhost_async_tx_defer_full);
+COVERAGE_DEFINE(vhost_async_cpu_tx_wait);
+COVERAGE_DEFINE(vhost_async_cpu_tx_blocked);
+COVERAGE_DEFINE(vhost_async_rx_handover);
+COVERAGE_DEFINE(vhost_async_teardown_cleared);
+COVERAGE_DEFINE(vhost_async_teardown_stuck);
+
+/* DPDK's limits: vrings per device, packets per async call. */
+#define VHOST_ASYNC_MAX_VRINGS 256
+#define VHOST_ASYNC_BURST 32
+
+/* Bounds on waiting for in-flight copies: when a thread without a DMA
+ * device must send into a vring with copies in flight, and at teardown. */
+#define VHOST_ASYNC_CPU_WAIT_POLLS 4096
+#define VHOST_ASYNC_TEARDOWN_MS 1000
+
+struct vhost_async_vring {
+    PADDED_MEMBERS(CACHE_LINE_SIZE,
+        bool registered;            /* Has an async channel. */
+        atomic_int inflight;        /* Packets with copies in flight. */
+        atomic_uint64_t dmas;       /* Bitmap of DMA ids that carried
+                                     * copies for this vring. */
+        int16_t rx_dma;             /* Dequeue: DMA of the copies in flight,
+                                     * -1 if none yet. */
+        atomic_uint64_t async_pkts; /* Packets copied by DMA. */
+        atomic_uint64_t cpu_pkts;   /* Packets copied by the CPU. */
+        atomic_uint64_t dropped;    /* Tx packets dropped on this path. */
+    );
+};
+
+struct vhost_async_dev {
+    int vid;
+    char *ifname;
+    int n_vrings;
+    struct vhost_async_vring vrings[VHOST_ASYNC_MAX_VRINGS];
+};
+
+BUILD_ASSERT_DECL(RTE_DMADEV_DEFAULT_MAX <= 64);
+
+static ATOMIC(struct vhost_async_dev *) async_devs[RTE_MAX_VHOST_DEVICE];
+
+static struct vhost_async_dev *
+vhost_async_dev_get(int vid)
+{
+    struct vhost_async_dev *dev;
+
+    if (OVS_UNLIKELY(vid < 0 || vid >= RTE_MAX_VHOST_DEVICE)) {
+        return NULL;
+    }
+    atomic_read_explicit(&async_devs[vid], &dev, memory_order_acquire);
+    return dev;
+}
+
+static void
+counter_add(atomic_uint64_t *counter, uint64_t n)
+{
+    uint64_t orig;
+
+    atomic_add_relaxed(counter, n, &orig);
+}
+
+static int
+vring_inflight(struct vhost_async_vring *vr)
+{
+    int n;
+
+    atomic_read_relaxed(&vr->inflight, &n);
+    return n;
+}
+
+static void
+vring_inflight_add(struct vhost_async_vring *vr, int n)
+{
+    int orig;
+
+    atomic_add_relaxed(&vr->inflight, n, &orig);
+}
+
+static void
+vring_note_dma(struct vhost_async_vring *vr, int16_t dma)
+{
+    uint64_t bit = UINT64_C(1) << dma;
+    uint64_t dmas;
+
+    atomic_read_relaxed(&vr->dmas, &dmas);
+    if (!(dmas & bit)) {
+        atomic_or_relaxed(&vr->dmas, bit, &dmas);
+    }
+}
+
+static uint64_t
+vring_dmas(struct vhost_async_vring *vr)
+{
+    uint64_t dmas;
+
+    atomic_read_relaxed(&vr->dmas, &dmas);
+    return dmas;
+}
+
+static bool
+vring_is_tx(uint16_t vring)
+{
+    /* Even vrings carry packets to the guest: OVS's Tx. */
+    return !(vring & 1);
+}
+
+uint64_t
+vhost_async_socket_flags(void)
+{
+    return dpdk_vhost_async_enabled() ? RTE_VHOST_USER_ASYNC_COPY : 0;
+}
+
+/* Registers an async channel for every vring of new vhost device 'vid'. */
+void
+vhost_async_device_new(int vid, const char *ifname)
+{
+    struct vhost_async_dev *dev, *old;
+    int n_vrings, n_registered = 0;
+
+    if (!dpdk_vhost_async_enabled()
+        || vid < 0 || vid >= RTE_MAX_VHOST_DEVICE) {
+        return;
+    }
+
+    n_vrings = rte_vhost_get_vring_num(vid);
+    if (n_vrings > VHOST_ASYNC_MAX_VRINGS) {
+        n_vrings = VHOST_ASYNC_MAX_VRINGS;
+    }
+
+    dev = xzalloc_cacheline(sizeof *dev);
+    dev->vid = vid;
+    dev->ifname = xstrdup(ifname);
+    dev->n_vrings = n_vrings;
+    for (int i = 0; i < VHOST_ASYNC_MAX_VRINGS; i++) {
+        struct vhost_async_vring *vr = &dev->vrings[i];
+
+        atomic_init(&vr->inflight, 0);
+        atomic_init(&vr->dmas, 0);
+        vr->rx_dma = -1;
+        atomic_init(&vr->async_pkts, 0);
+        atomic_init(&vr->cpu_pkts, 0);
+        atomic_init(&vr->dropped, 0);
+    }
+    for (int i = 0; i < n_vrings; i++) {
+        if (!rte_vhost_async_channel_register(vid, i)) {
+            dev->vrings[i].registered = true;
+            n_registered++;
+        } else {
+            VLOG_WARN("vHost Device '%s': cannot register a vhost async "
+                      "channel for queue %d: it copies with the CPU.",
+                      ifname, i);
+        }
+    }
+
+    atomic_read_explicit(&async_devs[vid], &old, memory_order_acquire);
+    atomic_store_explicit(&async_devs[vid], dev, memory_order_release);
+    if (old) {
+        VLOG_WARN("vHost Device '%s': replaced stale vhost async state of "
+                  "device %d.", ifname, vid);
+        free(old->ifname);
+        free_cacheline(old);
+    }
+    VLOG_INFO("vHost Device '%s': vhost async copies on %d of %d queues.",
+              ifname, n_registered, n_vrings);
+}
+
+/* Completes the copies in flight on 'vring' of 'dev', polling every DMA
+ * device that carried some, until none is left or 'deadline' (msec) has
+ * passed.  With 'locked', the caller holds the vring's lock (it is inside a
+ * DPDK callback).  Completed Tx packets are freed (DPDK has written them to
+ * the guest if the vring was still usable); completed Rx packets are
+ * dropped.  Returns the number of packets still in flight. */
+static int
+vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
+                        bool locked, long long int deadline)
+{
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    uint64_t dmas = vring_dmas(vr);
+    uint64_t cleared = 0;
+    int inflight;
+
+    for (;;) {
+        inflight = locked
+                   ? rte_vhost_async_get_inflight_thread_unsafe(dev->vid,
+                                                                vring)
+                   : rte_vhost_async_get_inflight(dev->vid, vring);
+        if (inflight >= 0) {
+            atomic_store_relaxed(&vr->inflight, inflight);
+        }
+        if (!inflight || time_msec() > deadline) {
+            break;
+        }
+
+        for (int16_t dma = 0; dma < 64; dma++) {
+            struct rte_mbuf *pkts[VHOST_ASYNC_BURST];
+            uint16_t n;
+
+            if (!(dmas & (UINT64_C(1) << dma))) {
+                continue;
+            }
+            n = locked
+                ? rte_vhost_clear_queue_thread_unsafe(dev->vid, vring, pkts,
+                                                      VHOST_ASYNC_BURST,
+                                                      dma, 0)
+                : rte_vhost_clear_queue(dev->vid, vring, pkts,
+                                        VHOST_ASYNC_BURST, dma, 0);
+            if (n == UINT16_MAX) {
+                /* DPDK says the vring lock is not held after all. */
+                locked = false;
+                continue;
+            }
+            if (n) {
+                rte_pktmbuf_free_bulk(pkts, n);
+                cleared += n;
+            }
+        }
+    }
+
+    if (cleared) {
+        COVERAGE_ADD(vhost_async_teardown_cleared, cleared);
+        if (vring_is_tx(vring)) {
+            counter_add(&vr->async_pkts, cleared);
+        } else {
+            counter_add(&vr->dropped, cleared);
+        }
+        VLOG_INFO("vHost Device '%s': completed %"PRIu64" in-flight "
+                  "%s copies of queue %d%s.", dev->ifname, cleared,
+                  vring_is_tx(vring) ? "Tx" : "Rx", vring,
+                  vring_is_tx(vring) ? "" : " (packets dropped)");
+    }
+    if (inflight) {
+        COVERAGE_ADD(vhost_async_teardown_stuck, MAX(inflight, 0));
+        VLOG_WARN("vHost Device '%s': %d copies of queue %d still in flight "
+                  "after %d ms: DMA device stuck?", dev->ifname, inflight,
+                  vring, VHOST_ASYNC_TEARDOWN_MS);
+    }
+    return inflight;
+}
+
+/* Completes what is in flight on every vring of vhost device 'vid' and
+ * unregisters its async channels.  The caller has made sure that no PMD
+ * thread uses 'vid' anymore. */
+void
+vhost_async_device_destroy(int vid, const char *ifname)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    long long int deadline = time_msec() + VHOST_ASYNC_TEARDOWN_MS;
+
+    if (!dev) {
+        return;
+    }
+    for (int i = 0; i < dev->n_vrings; i++) {
+        if (!dev->vrings[i].registered) {
+            continue;
+        }
+        if (!vhost_async_vring_drain(dev, i, false, deadline)
+            && rte_vhost_async_channel_unregister(vid, i)) {
+            VLOG_WARN("vHost Device '%s': cannot unregister the vhost async "
+                      "channel of queue %d.", ifname, i);
+        }
+    }
+    atomic_store_explicit(&async_devs[vid], NULL, memory_order_release);
+    free(dev->ifname);
+    free_cacheline(dev);
+}
+
+/* DPDK calls this with the vring locks held before it stops using a vring
+ * and, on a memory table change, before it unmaps the guest's memory: copies
+ * in flight must be finished before returning. */
+void
+vhost_async_vring_state_changed(int vid, uint16_t vring, int enable)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+
+    if (enable || !dev || vring >= dev->n_vrings
+        || !dev->vrings[vring].registered
+        || !vring_inflight(&dev->vrings[vring])) {
+        return;
+    }
+    vhost_async_vring_drain(dev, vring, true,
+                            time_msec() + VHOST_ASYNC_TEARDOWN_MS);
+}
+
+bool
+vhost_async_vring_active(int vid, uint16_t vring)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+
+    return dev && vring < dev->n_vrings && dev->vrings[vring].registered;
+}
+
+/* Returns the completed Tx copies of 'vring' that DMA device 'dma' reports
+ * and frees their mbufs.  Returns the number of packets completed. */
+static unsigned int
+vhost_async_tx_complete(struct vhost_async_dev *dev, uint16_t vring,
+                        int16_t dma)
+{
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    struct rte_mbuf *pkts[VHOST_ASYNC_BURST];
+    uint16_t n;
+
+    n = rte_vhost_poll_enqueue_completed(dev->vid, vring, pkts,
+                                         VHOST_ASYNC_BURST, dma, 0);
+    if (n) {
+        rte_pktmbuf_free_bulk(pkts, n);
+        vring_inflight_add(vr, -n);
+        counter_add(&vr->async_pkts, n);
+        dpdk_dma_count(DPDK_DMA_TX_ASYNC, n);
+    }
+    return n;
+}
+
+/* Polls 'vring' through every DMA device other than 'skip' that carried
+ * copies for it.  Copies complete in order within a vring, so packets
+ * queued behind another thread's copies wait for that thread's DMA device;
+ * if that thread has stopped polling it, this keeps the vring moving. */
+static unsigned int
+vhost_async_tx_complete_others(struct vhost_async_dev *dev, uint16_t vring,
+                               int16_t skip)
+{
+    uint64_t dmas = vring_dmas(&dev->vrings[vring]);
+    unsigned int n = 0;
+
+    if (skip >= 0) {
+        dmas &= ~(UINT64_C(1) << skip);
+    }
+    for (int16_t dma = 0; dmas; dma++, dmas >>= 1) {
+        if (dmas & 1) {
+            n += vhost_async_tx_complete(dev, vring, dma);
+        }
+    }
+    return n;
+}
+
+/* The deferred-work poll function: 'port' is the vid of the netdev the
+ * work was registered for, read anew at each poll, so that a destroyed
+ * device is never touched. */
+static enum dp_defer_status
+vhost_async_defer_poll(void *port, int vring, unsigned int *n_completed)
+{
+    int vid = ovsrcu_index_get((const ovsrcu_index *) port);
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    unsigned int n;
+
+    *n_completed = 0;
+    if (!dev || vring >= dev->n_vrings) {
+        return DP_DEFER_DONE;
+    }
+
+    n = vhost_async_tx_complete(dev, vring, dpdk_dma_thread_id());
+    if (!n && vring_inflight(&dev->vrings[vring]) > 0) {
+        n = vhost_async_tx_complete_others(dev, vring, dpdk_dma_thread_id());
+    }
+    *n_completed = n;
+    return vring_inflight(&dev->vrings[vring]) > 0
+           ? DP_DEFER_PENDING : DP_DEFER_DONE;
+}
+
+/* Copies 'pkts' with the CPU, once nothing is in flight on 'vring'.  The
+ * caller holds the Tx queue lock, so that no copy is submitted meanwhile.
+ * Frees all of 'pkts'; returns how many were dropped. */
+static int
+vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
+                     struct rte_mbuf **pkts, int cnt, int max_retries,
+                     int *retries)
+{
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    int sent = 0;
+
+    if (vring_inflight(vr) > 0) {
+        COVERAGE_INC(vhost_async_cpu_tx_wait);
+        for (int i = 0; i < VHOST_ASYNC_CPU_WAIT_POLLS; i++) {
+            vhost_async_tx_complete_others(dev, vring, -1);
+            if (vring_inflight(vr) <= 0) {
+                break;
+            }
+        }
+        if (vring_inflight(vr) > 0) {
+            static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 5);
+
+            COVERAGE_INC(vhost_async_cpu_tx_blocked);
+            VLOG_WARN_RL(&rl, "vHost Device '%s': queue %d still has %d "
+                         "copies in flight: dropping %d packets sent by a "
+                         "thread without a DMA device.", dev->ifname, vring,
+                         vring_inflight(vr), cnt);
+            rte_pktmbuf_free_bulk(pkts, cnt);
+            counter_add(&vr->dropped, cnt);
+            return cnt;
+        }
+    }
+
+    *retries = 0;
+    do {
+        int n = rte_vhost_enqueue_burst(dev->vid, vring, pkts + sent,
+                                        cnt - sent);
+        if (!n) {
+            break;
+        }
+        sent += n;
+    } while (sent < cnt && (*retries)++ < max_retries);
+
+    rte_pktmbuf_free_bulk(pkts, cnt);
+    counter_add(&vr->cpu_pkts, sent);
+    dpdk_dma_count(DPDK_DMA_TX_CPU, sent);
+    if (sent < cnt) {
+        counter_add(&vr->dropped, cnt - sent);
+    }
+    return cnt - sent;
+}
+
+/* Sends 'cnt' packets to 'vring' of vhost device 'vid', which must be
+ * active (vhost_async_vring_active()), retrying up to 'max_retries' times
+ * while the vring or the DMA ring is full.  'vidp' is the port's vid, for
+ * the deferred-work list.  The caller holds the Tx queue lock of 'vring'.
+ *
+ * Takes ownership of 'pkts': packets whose copy was submitted are freed
+ * when it completes, the others right away.  Returns the number of packets
+ * dropped; stores the number of retries in '*retries'. */
+int
+vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
+                 struct rte_mbuf **pkts, int cnt, int max_retries,
+                 int *retries)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    int16_t dma = dpdk_dma_thread_id();
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    int sent = 0;
+
+    *retries = 0;
+    if (dma < 0) {
+        return vhost_async_send_cpu(dev, vring, pkts, cnt, max_retries,
+                                    retries);
+    }
+
+    /* Count the whole burst in flight before submitting it, so that a
+     * thread polling completions never sees this vring idle while copies
+     * are on their way; the rest is taken back below. */
+    vring_note_dma(vr, dma);
+    vring_inflight_add(vr, cnt);
+    for (;;) {
+        int n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
+                                               cnt - sent, dma, 0);
+
+        sent += n;
+        if (sent >= cnt) {
+            break;
+        }
+        /* The vring or the DMA ring is full: completions make room.  Like
+         * the synchronous path, give up when nothing moves at all. */
+        COVERAGE_INC(vhost_async_tx_ring_full);
+        if ((*retries)++ >= max_retries
+            || (!vhost_async_tx_complete(dev, vring, dma) && !n)) {
+            break;
+        }
+    }
+    vring_inflight_add(vr, sent - cnt);
+
+    if (sent && !dp_defer_thread_add(vhost_async_defer_poll,
+                                     CONST_CAST(ovsrcu_index *, vidp),
+                                     vring)) {
+        /* No room to defer the work: complete it now. */
+        COVERAGE_INC(vhost_async_tx_defer_full);
+        for (int i = 0; i < VHOST_ASYNC_CPU_WAIT_POLLS
+                        && vring_inflight(vr) > 0; i++) {
+            vhost_async_tx_complete(dev, vring, dma);
+        }
+    }
+
+    if (sent < cnt) {
+        rte_pktmbuf_free_bulk(pkts + sent, cnt - sent);
+        counter_add(&vr->dropped, cnt - sent);
+    }
+    return cnt - sent;
+}
+
+/* Receives up to 'count' packets from 'vring' of vhost device 'vid', which
+ * must be active, into 'pkts', allocating from 'mp'.  Only the thread that
+ * polls the rx queue calls this. */
+uint16_t
+vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
+                 struct rte_mbuf **pkts, uint16_t count)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    int16_t dma = dpdk_dma_thread_id();
+    int nr_inflight = -1;
+    uint16_t n;
+
+    if (OVS_UNLIKELY(vr->rx_dma >= 0 && vr->rx_dma != dma)
+        && vring_inflight(vr) > 0) {
+        /* The queue was polled by another thread, which left copies in
+         * flight on its DMA device: collect them first, in order. */
+        COVERAGE_INC(vhost_async_rx_handover);
+        n = rte_vhost_clear_queue(vid, vring, pkts, count, vr->rx_dma, 0);
+        nr_inflight = rte_vhost_async_get_inflight(vid, vring);
+        if (nr_inflight >= 0) {
+            atomic_store_relaxed(&vr->inflight, nr_inflight);
+        } else {
+            vring_inflight_add(vr, -n);
+        }
+        counter_add(&vr->async_pkts, n);
+        dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+        return n;
+    }
+
+    if (dma < 0) {
+        n = rte_vhost_dequeue_burst(vid, vring, mp, pkts, count);
+        if (n) {
+            counter_add(&vr->cpu_pkts, n);
+            dpdk_dma_count(DPDK_DMA_RX_CPU, n);
+        }
+        return n;
+    }
+
+    n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
+                                          &nr_inflight, dma, 0);
+    if (nr_inflight >= 0) {
+        atomic_store_relaxed(&vr->inflight, nr_inflight);
+        if (nr_inflight && vr->rx_dma != dma) {
+            vr->rx_dma = dma;
+            vring_note_dma(vr, dma);
+        }
+    }
+    if (n) {
+        counter_add(&vr->async_pkts, n);
+        dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+    }
+    return n;
+}
+
+/* Appends the vhost async counters of vhost device 'vid' to 'stats'. */
+void
+vhost_async_get_custom_stats(int vid, int n_rxq, int n_txq,
+                             struct netdev_custom_stats *stats)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    enum {
+        TX_INFLIGHT, RX_INFLIGHT, TX_ASYNC, RX_ASYNC, TX_CPU, RX_CPU,
+        TX_DROPPED, RX_DROPPED, N_COUNTERS
+    };
+    static const char *names[N_COUNTERS] = {
+        [TX_INFLIGHT] = "vhost_async_tx_inflight",
+        [RX_INFLIGHT] = "vhost_async_rx_inflight",
+        [TX_ASYNC] = "vhost_async_tx_dma_packets",
+        [RX_ASYNC] = "vhost_async_rx_dma_packets",
+        [TX_CPU] = "vhost_async_tx_cpu_packets",
+        [RX_CPU] = "vhost_async_rx_cpu_packets",
+        [TX_DROPPED] = "vhost_async_tx_dropped",
+        [RX_DROPPED] = "vhost_async_rx_dropped",
+    };
+    uint64_t values[N_COUNTERS] = { 0 };
+
+    if (!dpdk_vhost_async_enabled()) {
+        return;
+    }
+    for (int i = 0; dev && i < dev->n_vrings; i++) {
+        struct vhost_async_vring *vr = &dev->vrings[i];
+        bool tx = vring_is_tx(i);
+        uint64_t v;
+
+        if (i / 2 >= (tx ? n_txq : n_rxq)) {
+            continue;
+        }
+        values[tx ? TX_INFLIGHT : RX_INFLIGHT] += MAX(vring_inflight(vr), 0);
+        atomic_read_relaxed(&vr->async_pkts, &v);
+        values[tx ? TX_ASYNC : RX_ASYNC] += v;
+        atomic_read_relaxed(&vr->cpu_pkts, &v);
+        values[tx ? TX_CPU : RX_CPU] += v;
+        atomic_read_relaxed(&vr->dropped, &v);
+        values[tx ? TX_DROPPED : RX_DROPPED] += v;
+    }
+
+    stats->counters = xrealloc(stats->counters,
+                               (stats->size + N_COUNTERS)
+                               * sizeof *stats->counters);
+    for (int i = 0; i < N_COUNTERS; i++) {
+        struct netdev_custom_counter *c = &stats->counters[stats->size++];
+
+        ovs_strlcpy(c->name, names[i], NETDEV_CUSTOM_STATS_NAME_SIZE);
+        c->value = values[i];
+    }
+}
