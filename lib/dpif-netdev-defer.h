@@ -24,17 +24,20 @@
 /* Per-PMD deferred-work list.
  *
  * A send that leaves packet copies in flight (vhost async enqueue on a
- * DMA-dev channel) registers work for its (port, queue) with
- * dp_defer_add(), with the function that polls it; there is at most one entry
- * per (port, queue), however many bursts are in flight.  The PMD thread that owns the list calls
- * dp_defer_run() between rx bursts: it polls every entry, so one slow queue
- * never holds up another, and drops an entry once its poll reports nothing
- * left in flight.  dp_defer_drain() polls until the list is empty or a
- * bound is reached, for reload, quiescent points and thread exit.
+ * DMA-dev channel) registers work for its (port, queue) with dp_defer_add(),
+ * with the function that polls it; there is at most one entry per (port,
+ * queue), however many bursts are in flight.  The PMD thread that owns the
+ * list calls dp_defer_run() between rx bursts: it polls every entry, so one
+ * slow queue never holds up another, and drops an entry once its poll
+ * reports nothing left in flight.  dp_defer_drain() and dp_defer_finish()
+ * poll until the list is empty or a bound is reached, for reload and thread
+ * exit.
  *
- * The list holds opaque port pointers and never dereferences them: the owner
- * must remove a port's entries (dp_defer_remove_port()) before the port goes
- * away, after draining it.  Only the owning thread may use a list. */
+ * The list holds opaque port pointers and never dereferences them; its poll
+ * functions must check that the port still has the device they poll.  A
+ * PMD thread finishes its list (dp_defer_finish()) before it acknowledges a
+ * reload, so its entries never outlive the ports they refer to.  Only the
+ * owning thread may use a list, except for the statistics. */
 
 /* Entries of a PMD thread's list: queues it sent to with copies in flight. */
 #define DP_DEFER_PMD_CAPACITY 1024

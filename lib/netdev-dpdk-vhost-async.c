@@ -39,9 +39,8 @@
 VLOG_DEFINE_THIS_MODULE(netdev_dpdk_vhost_async);
 
 COVERAGE_DEFINE(vhost_async_tx_ring_full);
-COVERAGE_DEFINE(vhost_async_tx_defer_full);
-COVERAGE_DEFINE(vhost_async_cpu_tx_wait);
-COVERAGE_DEFINE(vhost_async_cpu_tx_blocked);
+COVERAGE_DEFINE(vhost_async_tx_complete_inline);
+COVERAGE_DEFINE(vhost_async_tx_shared_dma);
 COVERAGE_DEFINE(vhost_async_rx_handover);
 COVERAGE_DEFINE(vhost_async_teardown_cleared);
 COVERAGE_DEFINE(vhost_async_teardown_stuck);
@@ -50,17 +49,19 @@ COVERAGE_DEFINE(vhost_async_teardown_stuck);
 #define VHOST_ASYNC_MAX_VRINGS 256
 #define VHOST_ASYNC_BURST 32
 
-/* Bounds on waiting for in-flight copies: when a thread without a DMA
- * device must send into a vring with copies in flight, and at teardown. */
-#define VHOST_ASYNC_CPU_WAIT_POLLS 4096
+/* Bounds on waiting for in-flight copies: when the deferred-work list is
+ * full, and at teardown. */
+#define VHOST_ASYNC_INLINE_POLLS 4096
 #define VHOST_ASYNC_TEARDOWN_MS 1000
 
 struct vhost_async_vring {
     PADDED_MEMBERS(CACHE_LINE_SIZE,
         bool registered;            /* Has an async channel. */
-        atomic_int inflight;        /* Packets with copies in flight. */
+        atomic_int inflight;        /* Packets with copies in flight, counted
+                                     * before they are submitted. */
         atomic_uint64_t dmas;       /* Bitmap of DMA ids that carried
                                      * copies for this vring. */
+        atomic_int16_t tx_dma;      /* DMA of the latest Tx submission. */
         int16_t rx_dma;             /* Dequeue: DMA of the copies in flight,
                                      * -1 if none yet. */
         atomic_uint64_t async_pkts; /* Packets copied by DMA. */
@@ -115,6 +116,22 @@ vring_inflight_add(struct vhost_async_vring *vr, int n)
     int orig;
 
     atomic_add_relaxed(&vr->inflight, n, &orig);
+}
+
+/* Adds 'n' packets to the in-flight count of 'vr' if it has copies in
+ * flight already.  Returns false, changing nothing, if it has none. */
+static bool
+vring_inflight_join(struct vhost_async_vring *vr, int n)
+{
+    int cur;
+
+    atomic_read_relaxed(&vr->inflight, &cur);
+    while (cur > 0) {
+        if (atomic_compare_exchange_weak(&vr->inflight, &cur, cur + n)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void
@@ -177,6 +194,7 @@ vhost_async_device_new(int vid, const char *ifname)
 
         atomic_init(&vr->inflight, 0);
         atomic_init(&vr->dmas, 0);
+        atomic_init(&vr->tx_dma, -1);
         vr->rx_dma = -1;
         atomic_init(&vr->async_pkts, 0);
         atomic_init(&vr->cpu_pkts, 0);
@@ -225,10 +243,11 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                    ? rte_vhost_async_get_inflight_thread_unsafe(dev->vid,
                                                                 vring)
                    : rte_vhost_async_get_inflight(dev->vid, vring);
-        if (inflight >= 0) {
-            atomic_store_relaxed(&vr->inflight, inflight);
+        if (inflight < 0) {
+            /* Busy vring: fall back on OVS's count. */
+            inflight = vring_inflight(vr);
         }
-        if (!inflight || time_msec() > deadline) {
+        if (inflight <= 0 || time_msec() > deadline) {
             break;
         }
 
@@ -252,6 +271,7 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
             }
             if (n) {
                 rte_pktmbuf_free_bulk(pkts, n);
+                vring_inflight_add(vr, -n);
                 cleared += n;
             }
         }
@@ -269,8 +289,8 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                   vring_is_tx(vring) ? "Tx" : "Rx", vring,
                   vring_is_tx(vring) ? "" : " (packets dropped)");
     }
-    if (inflight) {
-        COVERAGE_ADD(vhost_async_teardown_stuck, MAX(inflight, 0));
+    if (inflight > 0) {
+        COVERAGE_ADD(vhost_async_teardown_stuck, inflight);
         VLOG_WARN("vHost Device '%s': %d copies of queue %d still in flight "
                   "after %d ms: DMA device stuck?", dev->ifname, inflight,
                   vring, VHOST_ASYNC_TEARDOWN_MS);
@@ -382,24 +402,27 @@ vhost_async_defer_poll(void *port, int vring, unsigned int *n_completed)
     int vid = ovsrcu_index_get((const ovsrcu_index *) port);
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
     unsigned int n;
+    int16_t dma;
 
     *n_completed = 0;
     if (!dev || vring >= dev->n_vrings) {
         return DP_DEFER_DONE;
     }
 
-    n = vhost_async_tx_complete(dev, vring, dpdk_dma_thread_id());
+    dma = dpdk_dma_thread_id();
+    n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma) : 0;
     if (!n && vring_inflight(&dev->vrings[vring]) > 0) {
-        n = vhost_async_tx_complete_others(dev, vring, dpdk_dma_thread_id());
+        n = vhost_async_tx_complete_others(dev, vring, dma);
     }
     *n_completed = n;
     return vring_inflight(&dev->vrings[vring]) > 0
            ? DP_DEFER_PENDING : DP_DEFER_DONE;
 }
 
-/* Copies 'pkts' with the CPU, once nothing is in flight on 'vring'.  The
- * caller holds the Tx queue lock, so that no copy is submitted meanwhile.
- * Frees all of 'pkts'; returns how many were dropped. */
+/* Copies 'pkts' with the CPU.  Nothing is in flight on 'vring' and the
+ * caller holds its Tx queue lock, so nothing can be submitted meanwhile:
+ * DPDK's synchronous API is safe to use.  Frees all of 'pkts'; returns how
+ * many were dropped. */
 static int
 vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
                      struct rte_mbuf **pkts, int cnt, int max_retries,
@@ -408,29 +431,6 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
     struct vhost_async_vring *vr = &dev->vrings[vring];
     int sent = 0;
 
-    if (vring_inflight(vr) > 0) {
-        COVERAGE_INC(vhost_async_cpu_tx_wait);
-        for (int i = 0; i < VHOST_ASYNC_CPU_WAIT_POLLS; i++) {
-            vhost_async_tx_complete_others(dev, vring, -1);
-            if (vring_inflight(vr) <= 0) {
-                break;
-            }
-        }
-        if (vring_inflight(vr) > 0) {
-            static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 5);
-
-            COVERAGE_INC(vhost_async_cpu_tx_blocked);
-            VLOG_WARN_RL(&rl, "vHost Device '%s': queue %d still has %d "
-                         "copies in flight: dropping %d packets sent by a "
-                         "thread without a DMA device.", dev->ifname, vring,
-                         vring_inflight(vr), cnt);
-            rte_pktmbuf_free_bulk(pkts, cnt);
-            counter_add(&vr->dropped, cnt);
-            return cnt;
-        }
-    }
-
-    *retries = 0;
     do {
         int n = rte_vhost_enqueue_burst(dev->vid, vring, pkts + sent,
                                         cnt - sent);
@@ -469,15 +469,26 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
 
     *retries = 0;
     if (dma < 0) {
-        return vhost_async_send_cpu(dev, vring, pkts, cnt, max_retries,
-                                    retries);
+        /* No DMA device of our own.  With nothing in flight, copy with the
+         * CPU.  Otherwise DPDK's synchronous API would overtake the copies
+         * in flight (and is unsafe with packed rings): queue behind them
+         * on the DMA device that carries them instead, which keeps the
+         * vring's order; the threads that poll that vring, or this one if
+         * it has a deferred-work list, complete them. */
+        if (!vring_inflight_join(vr, cnt)) {
+            return vhost_async_send_cpu(dev, vring, pkts, cnt, max_retries,
+                                        retries);
+        }
+        atomic_read_relaxed(&vr->tx_dma, &dma);
+        COVERAGE_INC(vhost_async_tx_shared_dma);
+    } else {
+        /* Count the whole burst in flight before submitting it, so that a
+         * thread polling completions never sees this vring idle while
+         * copies are on their way; the rest is taken back below. */
+        vring_note_dma(vr, dma);
+        atomic_store_relaxed(&vr->tx_dma, dma);
+        vring_inflight_add(vr, cnt);
     }
-
-    /* Count the whole burst in flight before submitting it, so that a
-     * thread polling completions never sees this vring idle while copies
-     * are on their way; the rest is taken back below. */
-    vring_note_dma(vr, dma);
-    vring_inflight_add(vr, cnt);
     for (;;) {
         int n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
                                                cnt - sent, dma, 0);
@@ -499,11 +510,17 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     if (sent && !dp_defer_thread_add(vhost_async_defer_poll,
                                      CONST_CAST(ovsrcu_index *, vidp),
                                      vring)) {
-        /* No room to defer the work: complete it now. */
-        COVERAGE_INC(vhost_async_tx_defer_full);
-        for (int i = 0; i < VHOST_ASYNC_CPU_WAIT_POLLS
+        /* No deferred-work list (the non-PMD thread) or no room in it:
+         * complete the copies now, as far as they go in a bounded time.
+         * What is left has another poller: this vring had copies in
+         * flight from a thread with a list, or this thread's list
+         * already holds it. */
+        COVERAGE_INC(vhost_async_tx_complete_inline);
+        for (int i = 0; i < VHOST_ASYNC_INLINE_POLLS
                         && vring_inflight(vr) > 0; i++) {
-            vhost_async_tx_complete(dev, vring, dma);
+            if (!vhost_async_tx_complete(dev, vring, dma)) {
+                vhost_async_tx_complete_others(dev, vring, dma);
+            }
         }
     }
 
