@@ -49,8 +49,9 @@ COVERAGE_DEFINE(vhost_async_teardown_stuck);
 #define VHOST_ASYNC_MAX_VRINGS 256
 #define VHOST_ASYNC_BURST 32
 
-/* Bounds on waiting for in-flight copies: when the deferred-work list is
- * full, and at teardown. */
+/* Bounds on waiting for in-flight copies: when a sending thread completes
+ * them itself (it has no deferred-work list, or a full one), and at
+ * teardown. */
 #define VHOST_ASYNC_INLINE_POLLS 4096
 #define VHOST_ASYNC_TEARDOWN_MS 1000
 
@@ -66,7 +67,9 @@ struct vhost_async_vring {
                                      * -1 if none yet. */
         atomic_uint64_t async_pkts; /* Packets copied by DMA. */
         atomic_uint64_t cpu_pkts;   /* Packets copied by the CPU. */
-        atomic_uint64_t dropped;    /* Tx packets dropped on this path. */
+        atomic_uint64_t dropped;    /* Tx: packets not accepted; Rx: copies
+                                     * completed at teardown, not
+                                     * delivered. */
     );
 };
 
