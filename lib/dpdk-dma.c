@@ -54,6 +54,12 @@ static struct dpdk_dma_dev *dma_devs OVS_GUARDED_BY(dma_mutex);
 static size_t n_dma_devs OVS_GUARDED_BY(dma_mutex);
 static bool vhost_async_enabled;
 
+/* other_config:vhost-async-min-size: frames shorter than this are copied by
+ * the CPU when that keeps their queue's order (0: every frame by DMA). */
+#define DPDK_DMA_DEFAULT_MIN_SIZE 256
+#define DPDK_DMA_MAX_MIN_SIZE 65535
+static atomic_uint32_t async_min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
+
 /* The DMA device id of the current thread, or -1 for CPU copies. */
 DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
 
@@ -173,8 +179,11 @@ dpdk_dma_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
     struct ds s = DS_EMPTY_INITIALIZER;
 
     ovs_mutex_lock(&dma_mutex);
-    ds_put_format(&s, "vhost async: %s\nDMA devices: %"PRIuSIZE"\n",
-                  vhost_async_enabled ? "enabled" : "disabled", n_dma_devs);
+    ds_put_format(&s, "vhost async: %s\n",
+                  vhost_async_enabled ? "enabled" : "disabled");
+    ds_put_format(&s, "vhost async min size: %"PRIu32" bytes\n",
+                  dpdk_dma_async_min_size());
+    ds_put_format(&s, "DMA devices: %"PRIuSIZE"\n", n_dma_devs);
     for (size_t i = 0; i < n_dma_devs; i++) {
         const struct dpdk_dma_dev *dev = &dma_devs[i];
         struct rte_dma_stats stats;
@@ -348,6 +357,56 @@ bool
 dpdk_vhost_async_enabled(void)
 {
     return vhost_async_enabled;
+}
+
+/* Reads other_config:vhost-async-min-size, on every change of the
+ * database.  A malformed value is warned about once and replaced by the
+ * default. */
+void
+dpdk_dma_set_config(const struct smap *ovs_other_config)
+{
+    static char *last_value;
+    static bool first = true;
+    const char *value = smap_get(ovs_other_config, "vhost-async-min-size");
+    unsigned int min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
+
+    if (!first && nullable_string_is_equal(value, last_value)) {
+        return;
+    }
+    first = false;
+    free(last_value);
+    last_value = nullable_xstrdup(value);
+
+    if (value && (!str_to_uint(value, 10, &min_size)
+                  || min_size > DPDK_DMA_MAX_MIN_SIZE)) {
+        VLOG_WARN("Invalid value \"%s\" for other_config:"
+                  "vhost-async-min-size (expected bytes, 0 to %d): "
+                  "using %d.", value, DPDK_DMA_MAX_MIN_SIZE,
+                  DPDK_DMA_DEFAULT_MIN_SIZE);
+        min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
+    }
+    atomic_store_relaxed(&async_min_size, min_size);
+    if (vhost_async_enabled) {
+        if (min_size) {
+            VLOG_INFO("vhost async: frames shorter than %u bytes are "
+                      "copied by the CPU when their queue has no copies "
+                      "in flight.", min_size);
+        } else {
+            VLOG_INFO("vhost async: frames of every size are copied by "
+                      "DMA.");
+        }
+    }
+}
+
+/* Frames shorter than this many bytes go by CPU copy where order allows;
+ * 0 if every frame goes by DMA. */
+uint32_t
+dpdk_dma_async_min_size(void)
+{
+    uint32_t min_size;
+
+    atomic_read_relaxed(&async_min_size, &min_size);
+    return min_size;
 }
 
 

@@ -41,6 +41,13 @@ struct smap;
 void dpdk_dma_init(const struct smap *ovs_other_config);
 bool dpdk_vhost_async_enabled(void);
 
+/* other_config:vhost-async-min-size, read at every database change: frames
+ * shorter than dpdk_dma_async_min_size() bytes are copied by the CPU when
+ * their queue has no DMA copies in flight (so that order is kept), since a
+ * DMA copy of a small frame costs the PMD thread more than a CPU copy. */
+void dpdk_dma_set_config(const struct smap *ovs_other_config);
+uint32_t dpdk_dma_async_min_size(void);
+
 struct ds;
 void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);
 

@@ -65,6 +65,8 @@ struct vhost_async_vring {
         atomic_int16_t tx_dma;      /* DMA of the latest Tx submission. */
         int16_t rx_dma;             /* Dequeue: DMA of the copies in flight,
                                      * -1 if none yet. */
+        bool rx_small;              /* Dequeue: the latest packets received
+                                     * were all small: copy by CPU. */
         atomic_uint64_t async_pkts; /* Packets copied by DMA. */
         atomic_uint64_t cpu_pkts;   /* Packets copied by the CPU. */
         atomic_uint64_t dropped;    /* Tx: packets not accepted; Rx: copies
@@ -177,6 +179,7 @@ vhost_async_device_new(int vid, const char *ifname)
 {
     struct vhost_async_dev *dev, *old;
     int n_vrings, n_registered = 0;
+    bool rx_small;
 
     if (!dpdk_vhost_async_enabled()
         || vid < 0 || vid >= RTE_MAX_VHOST_DEVICE) {
@@ -192,6 +195,9 @@ vhost_async_device_new(int vid, const char *ifname)
     dev->vid = vid;
     dev->ifname = xstrdup(ifname);
     dev->n_vrings = n_vrings;
+    /* Receive queues start with CPU copies if small packets take them: the
+     * first burst received tells. */
+    rx_small = dpdk_dma_async_min_size() > 0;
     for (int i = 0; i < VHOST_ASYNC_MAX_VRINGS; i++) {
         struct vhost_async_vring *vr = &dev->vrings[i];
 
@@ -199,6 +205,7 @@ vhost_async_device_new(int vid, const char *ifname)
         atomic_init(&vr->dmas, 0);
         atomic_init(&vr->tx_dma, -1);
         vr->rx_dma = -1;
+        vr->rx_small = rx_small;
         atomic_init(&vr->async_pkts, 0);
         atomic_init(&vr->cpu_pkts, 0);
         atomic_init(&vr->dropped, 0);
@@ -422,6 +429,19 @@ vhost_async_defer_poll(void *port, int vring, unsigned int *n_completed)
            ? DP_DEFER_PENDING : DP_DEFER_DONE;
 }
 
+/* Returns true if every packet in 'pkts' is shorter than 'min_size' bytes,
+ * false if one is not (always with 'min_size' 0). */
+static bool
+vhost_async_all_small(struct rte_mbuf **pkts, int cnt, uint32_t min_size)
+{
+    for (int i = 0; i < cnt; i++) {
+        if (pkts[i]->pkt_len >= min_size) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Copies 'pkts' with the CPU.  Nothing is in flight on 'vring' and the
  * caller holds its Tx queue lock, so nothing can be submitted meanwhile:
  * DPDK's synchronous API is safe to use.  Frees all of 'pkts'; returns how
@@ -484,6 +504,13 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         }
         atomic_read_relaxed(&vr->tx_dma, &dma);
         COVERAGE_INC(vhost_async_tx_shared_dma);
+    } else if (vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size())
+               && !vring_inflight(vr)) {
+        /* Small packets cost less to copy than to hand to a DMA device.
+         * Nothing is in flight and the caller's Tx queue lock keeps other
+         * senders out, so the CPU copy cannot overtake a DMA copy. */
+        return vhost_async_send_cpu(dev, vring, pkts, cnt, max_retries,
+                                    retries);
     } else {
         /* Count the whole burst in flight before submitting it, so that a
          * thread polling completions never sees this vring idle while
@@ -534,9 +561,37 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     return cnt - sent;
 }
 
+/* Collects the dequeue copies in flight on 'vr' through its DMA device
+ * 'vr->rx_dma', in order, into 'pkts'.  Returns how many. */
+static uint16_t
+vhost_async_rx_collect(struct vhost_async_dev *dev, uint16_t vring,
+                       struct rte_mbuf **pkts, uint16_t count)
+{
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    int nr_inflight;
+    uint16_t n;
+
+    n = rte_vhost_clear_queue(dev->vid, vring, pkts, count, vr->rx_dma, 0);
+    nr_inflight = rte_vhost_async_get_inflight(dev->vid, vring);
+    if (nr_inflight >= 0) {
+        atomic_store_relaxed(&vr->inflight, nr_inflight);
+    } else {
+        vring_inflight_add(vr, -n);
+    }
+    counter_add(&vr->async_pkts, n);
+    dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+    return n;
+}
+
 /* Receives up to 'count' packets from 'vring' of vhost device 'vid', which
  * must be active, into 'pkts', allocating from 'mp'.  Only the thread that
- * polls the rx queue calls this. */
+ * polls the rx queue calls this.
+ *
+ * A dequeue does not know the size of the packets it is about to copy, so
+ * the small-packet policy goes by the latest packets received: while they
+ * are all shorter than the minimum size, the queue is copied by the CPU
+ * (after the copies in flight have been collected, so that order is
+ * kept), and by DMA again from the first burst with a larger packet. */
 uint16_t
 vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
                  struct rte_mbuf **pkts, uint16_t count)
@@ -547,44 +602,42 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
     int nr_inflight = -1;
     uint16_t n;
 
-    if (OVS_UNLIKELY(vr->rx_dma >= 0 && vr->rx_dma != dma)
+    if (OVS_UNLIKELY(vr->rx_dma >= 0 && (vr->rx_dma != dma || vr->rx_small))
         && vring_inflight(vr) > 0) {
-        /* The queue was polled by another thread, which left copies in
-         * flight on its DMA device: collect them first, in order. */
-        COVERAGE_INC(vhost_async_rx_handover);
-        n = rte_vhost_clear_queue(vid, vring, pkts, count, vr->rx_dma, 0);
-        nr_inflight = rte_vhost_async_get_inflight(vid, vring);
-        if (nr_inflight >= 0) {
-            atomic_store_relaxed(&vr->inflight, nr_inflight);
-        } else {
-            vring_inflight_add(vr, -n);
+        /* Copies in flight that must come first: the queue was polled by
+         * another thread, which left them on its DMA device, or it goes
+         * over to CPU copies. */
+        if (vr->rx_dma != dma) {
+            COVERAGE_INC(vhost_async_rx_handover);
         }
-        counter_add(&vr->async_pkts, n);
-        dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
-        return n;
+        return vhost_async_rx_collect(dev, vring, pkts, count);
     }
 
-    if (dma < 0) {
+    if (dma < 0 || vr->rx_small) {
         n = rte_vhost_dequeue_burst(vid, vring, mp, pkts, count);
         if (n) {
             counter_add(&vr->cpu_pkts, n);
             dpdk_dma_count(DPDK_DMA_RX_CPU, n);
         }
-        return n;
-    }
-
-    n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
-                                          &nr_inflight, dma, 0);
-    if (nr_inflight >= 0) {
-        atomic_store_relaxed(&vr->inflight, nr_inflight);
-        if (nr_inflight && vr->rx_dma != dma) {
-            vr->rx_dma = dma;
-            vring_note_dma(vr, dma);
+    } else {
+        n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
+                                              &nr_inflight, dma, 0);
+        if (nr_inflight >= 0) {
+            atomic_store_relaxed(&vr->inflight, nr_inflight);
+            if (nr_inflight && vr->rx_dma != dma) {
+                vr->rx_dma = dma;
+                vring_note_dma(vr, dma);
+            }
+        }
+        if (n) {
+            counter_add(&vr->async_pkts, n);
+            dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
         }
     }
-    if (n) {
-        counter_add(&vr->async_pkts, n);
-        dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+
+    if (n && dma >= 0) {
+        vr->rx_small = vhost_async_all_small(pkts, n,
+                                             dpdk_dma_async_min_size());
     }
     return n;
 }
