@@ -45,6 +45,10 @@
 /* How long a PMD thread polls its list when it reloads or exits. */
 #define DP_DEFER_FINISH_MS 100
 
+/* dp_defer_run_due(): while its thread receives nothing, a list runs at
+ * most once in this many microseconds. */
+#define DP_DEFER_IDLE_RUN_US 10
+
 enum dp_defer_status {
     DP_DEFER_DONE,              /* Nothing left in flight: drop the entry. */
     DP_DEFER_PENDING,           /* Copies still in flight: keep it. */
@@ -78,6 +82,8 @@ struct dp_defer {
     size_t capacity;
     struct dp_defer_stats stats;
     struct dp_defer_stats base; /* 'stats' at the last clear. */
+    long long int next_run;     /* dp_defer_run_due(): earliest time (usec)
+                                 * of an idle run. */
 };
 
 void dp_defer_init(struct dp_defer *, size_t capacity);
@@ -86,6 +92,8 @@ void dp_defer_destroy(struct dp_defer *);
 bool dp_defer_add(struct dp_defer *, dp_defer_poll_func *, void *port,
                   int qid);
 unsigned int dp_defer_run(struct dp_defer *);
+unsigned int dp_defer_run_due(struct dp_defer *, bool busy,
+                              long long int now);
 size_t dp_defer_drain(struct dp_defer *, unsigned int max_rounds);
 size_t dp_defer_remove_port(struct dp_defer *, const void *port);
 size_t dp_defer_clear(struct dp_defer *);
@@ -107,6 +115,13 @@ static inline bool
 dp_defer_is_empty(const struct dp_defer *defer)
 {
     return !defer->n;
+}
+
+/* True if dp_defer_run_due() would run 'defer'. */
+static inline bool
+dp_defer_is_due(const struct dp_defer *defer, bool busy, long long int now)
+{
+    return defer->n && (busy || now >= defer->next_run);
 }
 
 #endif /* dpif-netdev-defer.h */

@@ -91,6 +91,33 @@ test_run_removes_done(void)
     dp_defer_destroy(&d);
 }
 
+/* While its thread receives nothing, a list runs at most once every
+ * DP_DEFER_IDLE_RUN_US; a busy thread runs it every time. */
+static void
+test_run_due(void)
+{
+    struct fake_port p = { .q[0] = { .inflight = 100, .per_poll = 10 } };
+    long long int now = 1000000;
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_run_due(&d, true, now) == 0);   /* Empty. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_run_due(&d, false, now) == 10);
+    ovs_assert(dp_defer_run_due(&d, false, now) == 0);
+    ovs_assert(dp_defer_run_due(&d, false,
+                                now + DP_DEFER_IDLE_RUN_US - 1) == 0);
+    ovs_assert(p.q[0].polls == 1);
+    ovs_assert(dp_defer_run_due(&d, true, now) == 10);
+    ovs_assert(dp_defer_run_due(&d, true, now) == 10);
+    ovs_assert(p.q[0].polls == 3);
+    /* The busy runs moved the next idle run on. */
+    ovs_assert(dp_defer_run_due(&d, false, now + DP_DEFER_IDLE_RUN_US) == 10);
+    ovs_assert(p.q[0].polls == 4);
+    ovs_assert(d.stats.runs == 4);
+    dp_defer_destroy(&d);
+}
+
 /* A queue that completes nothing must not hold up the queues behind it. */
 static void
 test_no_head_of_line_blocking(void)
@@ -304,6 +331,7 @@ static const struct {
 } tests[] = {
     { "add-dedup", test_add_dedup },
     { "run-removes-done", test_run_removes_done },
+    { "run-due", test_run_due },
     { "no-head-of-line-blocking", test_no_head_of_line_blocking },
     { "drain", test_drain },
     { "capacity", test_capacity },
