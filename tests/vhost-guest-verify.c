@@ -1,0 +1,1497 @@
+/*
+ * Copyright (c) 2026 The OVS vhost async fork authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* vhost-guest-verify: a correctness-checking "guest" for an OVS-DPDK switch.
+ *
+ * The program runs as a plain DPDK application that owns two (or one)
+ * net_virtio_user ports connected to vhost-user sockets of a switch.  It
+ * sends frames that carry a per-flow sequence number, a checksum and a
+ * payload that can be regenerated from (direction, flow, sequence), and it
+ * checks every frame that comes back for corruption, duplication, reordering
+ * and loss.  Everything runs on the main lcore in a single thread.
+ *
+ * Frame layout after the 14-byte Ethernet header (EtherType 0x88B5), all
+ * fields in network byte order:
+ *
+ *     magic (u32)   VGV_MAGIC, the low bit is the direction (0 or 1).
+ *     flow  (u16)   Sequence space, 0 <= flow < --flows.
+ *     len   (u16)   Frame length without CRC.
+ *     seq   (u64)   Sequence number within the flow, from 0.
+ *     csum  (u32)   CRC32C of the payload, that is, of all bytes after csum.
+ *     payload       Pseudo-random bytes derived from (direction, flow, seq).
+ *
+ * Packet number 'g' of a direction (counting only packets that the PMD
+ * accepted) goes to flow g % flows with sequence number g / flows, and its
+ * size is a function of 'g' too.  A packet refused by rte_eth_tx_burst() is
+ * freed and its number is reused by the next packet, so 'sent' counts only
+ * accepted packets and every flow's sequence space stays dense.
+ *
+ * The per-flow "seen" bitmaps live in one anonymous mapping per direction
+ * that the kernel populates lazily, so memory use follows the number of
+ * packets actually sent.  Each flow has room for ceil(--count / --flows)
+ * sequence numbers with --count, otherwise for min(2^28, 2^34 / --flows)
+ * (2^28 packets per flow with up to 64 flows, 32 MiB of bitmap per flow at
+ * most); a direction stops sending when one of its flows reaches its
+ * bound.
+ *
+ * Before counting anything, and unless --no-warmup is given, the program
+ * sends a probe frame (VGV_PROBE_MAGIC, never counted) every 10 ms in each
+ * direction until one comes back, so that a switch that is still setting up
+ * its ports does not show up as loss at the start.
+ *
+ * Notes on net_virtio_user with server=1 (DPDK 22.11): rte_eal_init() blocks
+ * until the switch connects to each socket.  When the backend goes away, the
+ * port reports link down and reconnects by itself when a backend connects
+ * again; meanwhile rte_eth_tx_burst() keeps accepting packets until the
+ * virtqueue is full (those are counted as sent, and probably lost) and then
+ * refuses them.  The virtqueue size is the "queue_size" devarg (default
+ * 256), not the descriptor count passed to the queue setup functions. */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include <rte_byteorder.h>
+#include <rte_common.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_hash_crc.h>
+#include <rte_log.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#define VGV_ETHERTYPE 0x88B5
+#define VGV_MAGIC 0x56475600u       /* "VGV\0", low bit is the direction. */
+#define VGV_PROBE_MAGIC 0x56475000u /* "VGP\0", warm-up probe frames. */
+#define VGV_HDR_OFS RTE_ETHER_HDR_LEN
+#define VGV_PAYLOAD_OFS (VGV_HDR_OFS + 20)
+#define VGV_MIN_FRAME 64
+#define VGV_MAX_FRAME 9000
+#define VGV_SEG_SIZE 2000u          /* Data per segment of a chained frame. */
+#define VGV_NB_MBUFS 16384
+#define VGV_MBUF_CACHE 256
+#define VGV_RX_DESC 1024
+#define VGV_TX_DESC 1024
+#define VGV_RX_BURST 64
+#define VGV_MAX_BURST 512
+#define VGV_MAX_FLOWS 65535
+#define VGV_MAX_SIZES 64
+#define VGV_MAX_SEQ (UINT64_C(1) << 28)    /* Per flow. */
+#define VGV_MAX_SEQ_TOTAL (UINT64_C(1) << 34) /* All flows together. */
+#define VGV_LINK_POLL_MS 10
+#define VGV_BUF_SIZE 16384          /* Scratch buffers, above any frame. */
+#define VGV_MAX_LOGGED 10           /* Corrupted frames described on stderr. */
+#define VGV_SIGNAL_DRAIN_MS UINT64_C(500)
+
+/* Command line options. */
+struct options {
+    uint16_t tx_port;
+    uint16_t rx_port;
+    bool bidir;
+    uint32_t sizes[VGV_MAX_SIZES];  /* Cycled sizes, or the fixed size. */
+    uint32_t n_sizes;
+    uint32_t size_min;              /* Random sizes when size_max != 0. */
+    uint32_t size_max;
+    uint32_t mtu;
+    uint32_t flows;
+    uint64_t count;                 /* Per direction, 0 = unlimited. */
+    double duration;                /* Seconds, 0 = unlimited. */
+    double rate;                    /* Packets/s per direction, 0 = max. */
+    uint32_t burst;
+    uint64_t drain_ms;
+    uint64_t interval_ms;
+    const char *stats_file;
+    double wait_link;
+    struct rte_ether_addr src_mac;
+    struct rte_ether_addr dst_mac;
+    bool ignore_foreign;
+    bool no_warmup;
+};
+
+/* Receive state of one flow of one direction. */
+struct flow_state {
+    uint64_t *seen;                 /* Bitmap of received sequence numbers. */
+    uint64_t max_seq;               /* Highest sequence number received. */
+    bool any_rx;                    /* True once 'max_seq' is valid. */
+};
+
+/* One direction of traffic: sent on 'tx_port', expected on 'rx_port'. */
+struct direction {
+    uint8_t id;
+    uint16_t tx_port;
+    uint16_t rx_port;
+    struct rte_ether_addr src_mac;
+    struct rte_ether_addr dst_mac;
+    struct flow_state *flows;
+    uint64_t *bitmap;               /* Mapping that holds all 'seen's. */
+    size_t bitmap_size;             /* Size of 'bitmap' in bytes. */
+
+    bool done;                      /* No more sending in this direction. */
+    double tokens;                  /* Pacing credit, with --rate. */
+    uint64_t last_token_tsc;
+    uint64_t backoff_until;         /* TSC before which not to retry tx. */
+    uint64_t probes_tx;             /* Warm-up probes sent. */
+    uint64_t probes_rx;             /* Warm-up probes received. */
+
+    uint64_t sent;                  /* Accepted by rte_eth_tx_burst(). */
+    uint64_t tx_refused;
+    uint64_t received;              /* Unique valid packets. */
+    uint64_t reordered;
+    uint64_t duplicated;
+    uint64_t rx_bytes;
+};
+
+static struct options opt;
+static struct direction dirs[2];
+static struct flow_state flow_states[2][VGV_MAX_FLOWS];
+static uint64_t max_seq;            /* Sequence numbers per flow. */
+static unsigned int n_dirs;
+static uint16_t ports[2];           /* Distinct ports in use. */
+static unsigned int n_ports;
+static bool link_up[RTE_MAX_ETHPORTS];
+static bool lsc_intr[RTE_MAX_ETHPORTS];        /* LSC interrupts in use. */
+static uint64_t lsc_downs[RTE_MAX_ETHPORTS];   /* Written by LSC callback. */
+static uint64_t lsc_downs_seen[RTE_MAX_ETHPORTS];
+static struct rte_mempool *pool;
+
+static uint64_t corrupted;
+static uint64_t foreign;
+static bool counting;               /* False before the traffic starts. */
+static uint64_t discarded;          /* Non-probe frames before that. */
+static uint64_t link_down_events;
+static uint64_t max_rx_gap_tsc;
+static uint64_t last_rx_tsc;
+static bool any_rx;
+static uint64_t start_tsc;
+static uint64_t stop_tsc;
+static bool sending;
+static uint64_t hz;
+
+static volatile sig_atomic_t n_signals;
+
+static uint8_t tx_buf[VGV_BUF_SIZE];
+static uint8_t rx_buf[VGV_BUF_SIZE];
+static uint8_t ref_buf[VGV_BUF_SIZE];
+
+static void
+usage(void)
+{
+    printf("Usage: vhost-guest-verify [EAL options] -- [options]\n"
+           "\n"
+           "Sends sequence-numbered, checksummed frames (EtherType 0x88B5)\n"
+           "on one port and checks the frames received on the other for\n"
+           "loss, reordering, duplication and corruption, on the main lcore.\n"
+           "\n"
+           "Options:\n"
+           "  --tx-port N        port to send on (default 0)\n"
+           "  --rx-port N        port to receive on (default 1)\n"
+           "  --bidir            also send from rx-port to tx-port; each\n"
+           "                     direction has its own flows, the counters\n"
+           "                     are summed\n"
+           "  --size N           fixed frame size without CRC (default 64)\n"
+           "  --sizes A,B,...    cycle through these frame sizes (up to %d)\n"
+           "  --size-min A       with --size-max, pseudo-random frame sizes\n"
+           "  --size-max B         in [A, B]; all sizes are in [%d, %d]\n"
+           "  --mtu N            port MTU (default 1500); frames may have\n"
+           "                     up to MTU + 18 bytes (as OVS allows), those\n"
+           "                     above 2048 bytes are sent as chains of\n"
+           "                     2000-byte segments\n"
+           "  --flows N          sequence spaces per direction (default 4)\n"
+           "  --count N          stop sending after N packets per direction\n"
+           "  --duration SEC     stop sending after SEC seconds (a float);\n"
+           "                     --count, --duration or both are needed\n"
+           "  --rate PPS         packets per second per direction,\n"
+           "                     0 = unpaced (default 0)\n"
+           "  --burst N          tx burst size, 1 to %d (default 32)\n"
+           "  --drain-ms MS      keep receiving up to MS ms after sending\n"
+           "                     stops, then count what is missing as lost\n"
+           "                     (default 1000)\n"
+           "  --interval-ms MS   print an \"interim: verify: ...\" line\n"
+           "                     every MS ms (default 0, off)\n"
+           "  --stats-file PATH  atomically rewrite PATH with the latest\n"
+           "                     line at each interval and at the end\n"
+           "  --wait-link SEC    wait up to SEC seconds for link up before\n"
+           "                     sending, else fail (default 10)\n"
+           "  --src-mac MAC      source MAC (default 02:00:00:00:00:01)\n"
+           "  --dst-mac MAC      destination MAC (default\n"
+           "                     02:00:00:00:00:02); the reverse direction\n"
+           "                     swaps them\n"
+           "  --ignore-foreign   do not count frames of other EtherTypes as\n"
+           "                     corrupted\n"
+           "  --no-warmup        start as soon as the links are up; by\n"
+           "                     default, once they are, probe frames (not\n"
+           "                     counted) are sent every 10 ms until one\n"
+           "                     comes back in each direction, within the\n"
+           "                     --wait-link time, else it fails\n"
+           "  -h, --help         print this help and exit\n"
+           "\n"
+           "Output, one final line on stdout:\n"
+           "  verify: sent=N received=N lost=N reordered=N duplicated=N\n"
+           "  corrupted=N tx_refused=N bytes=N max_rx_gap_ms=N\n"
+           "  link_down_events=N duration_ms=N\n"
+           "sent counts the packets accepted by the PMD (refused ones are\n"
+           "tx_refused and get sent again), received the unique valid ones\n"
+           "(reordered included), lost = sent - received, bytes is the frame\n"
+           "bytes received, max_rx_gap_ms the longest time without any\n"
+           "received packet while sending (from the first one on) and\n"
+           "duration_ms the time spent sending.\n"
+           "Exit status: 0 if lost, reordered, duplicated and corrupted are\n"
+           "all 0, 1 otherwise, 2 on usage or setup errors (e.g. no link).\n",
+           VGV_MAX_SIZES, VGV_MIN_FRAME, VGV_MAX_FRAME, VGV_MAX_BURST);
+}
+
+static void
+signal_handler(int signum __rte_unused)
+{
+    n_signals++;
+}
+
+static uint64_t
+ms_to_tsc(uint64_t ms)
+{
+    return ms * hz / 1000;
+}
+
+static uint64_t
+tsc_to_ms(uint64_t tsc)
+{
+    return tsc * 1000 / hz;
+}
+
+/* Parses 's' as an unsigned integer in [min, max] into '*out'. */
+static bool
+parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    unsigned long long v;
+    char *end;
+
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || end == s || *end || *s == '-' || v < min || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses 's' as a non-negative floating point number into '*out'. */
+static bool
+parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > 1e12) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses a comma-separated list of frame sizes into 'opt.sizes'. */
+static bool
+parse_sizes(const char *s)
+{
+    opt.n_sizes = 0;
+    for (;;) {
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno || end == s || *s == '-' || (*end && *end != ',')
+            || v < VGV_MIN_FRAME || v > VGV_MAX_FRAME
+            || opt.n_sizes >= VGV_MAX_SIZES) {
+            return false;
+        }
+        opt.sizes[opt.n_sizes++] = v;
+        if (!*end) {
+            return true;
+        }
+        s = end + 1;
+    }
+}
+
+enum {
+    OPT_TX_PORT = 256,
+    OPT_RX_PORT,
+    OPT_BIDIR,
+    OPT_SIZE,
+    OPT_SIZES,
+    OPT_SIZE_MIN,
+    OPT_SIZE_MAX,
+    OPT_MTU,
+    OPT_FLOWS,
+    OPT_COUNT,
+    OPT_DURATION,
+    OPT_RATE,
+    OPT_BURST,
+    OPT_DRAIN_MS,
+    OPT_INTERVAL_MS,
+    OPT_STATS_FILE,
+    OPT_WAIT_LINK,
+    OPT_SRC_MAC,
+    OPT_DST_MAC,
+    OPT_IGNORE_FOREIGN,
+    OPT_NO_WARMUP,
+};
+
+static const struct option long_options[] = {
+    {"tx-port", required_argument, NULL, OPT_TX_PORT},
+    {"rx-port", required_argument, NULL, OPT_RX_PORT},
+    {"bidir", no_argument, NULL, OPT_BIDIR},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"sizes", required_argument, NULL, OPT_SIZES},
+    {"size-min", required_argument, NULL, OPT_SIZE_MIN},
+    {"size-max", required_argument, NULL, OPT_SIZE_MAX},
+    {"mtu", required_argument, NULL, OPT_MTU},
+    {"flows", required_argument, NULL, OPT_FLOWS},
+    {"count", required_argument, NULL, OPT_COUNT},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"burst", required_argument, NULL, OPT_BURST},
+    {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
+    {"interval-ms", required_argument, NULL, OPT_INTERVAL_MS},
+    {"stats-file", required_argument, NULL, OPT_STATS_FILE},
+    {"wait-link", required_argument, NULL, OPT_WAIT_LINK},
+    {"src-mac", required_argument, NULL, OPT_SRC_MAC},
+    {"dst-mac", required_argument, NULL, OPT_DST_MAC},
+    {"ignore-foreign", no_argument, NULL, OPT_IGNORE_FOREIGN},
+    {"no-warmup", no_argument, NULL, OPT_NO_WARMUP},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses the application options (the arguments after "--").  Returns 0 on
+ * success, 1 if help was printed, -1 on a usage error. */
+static int
+parse_options(int argc, char *argv[])
+{
+    bool have_size = false, have_sizes = false;
+    uint64_t size_min = 0, size_max = 0;
+    uint64_t v;
+    int c;
+
+    opt.tx_port = 0;
+    opt.rx_port = 1;
+    opt.sizes[0] = VGV_MIN_FRAME;
+    opt.n_sizes = 1;
+    opt.mtu = RTE_ETHER_MTU;
+    opt.flows = 4;
+    opt.burst = 32;
+    opt.drain_ms = 1000;
+    opt.wait_link = 10;
+    rte_ether_unformat_addr("02:00:00:00:00:01", &opt.src_mac);
+    rte_ether_unformat_addr("02:00:00:00:00:02", &opt.dst_mac);
+
+    optind = 0;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        const char *arg = optarg;
+        bool ok = true;
+
+        switch (c) {
+        case OPT_TX_PORT:
+        case OPT_RX_PORT:
+            ok = parse_uint(arg, 0, RTE_MAX_ETHPORTS - 1, &v);
+            if (c == OPT_TX_PORT) {
+                opt.tx_port = v;
+            } else {
+                opt.rx_port = v;
+            }
+            break;
+        case OPT_BIDIR:
+            opt.bidir = true;
+            break;
+        case OPT_SIZE:
+            ok = parse_uint(arg, VGV_MIN_FRAME, VGV_MAX_FRAME, &v);
+            opt.sizes[0] = v;
+            opt.n_sizes = 1;
+            have_size = true;
+            break;
+        case OPT_SIZES:
+            ok = parse_sizes(arg);
+            have_sizes = true;
+            break;
+        case OPT_SIZE_MIN:
+            ok = parse_uint(arg, VGV_MIN_FRAME, VGV_MAX_FRAME, &size_min);
+            break;
+        case OPT_SIZE_MAX:
+            ok = parse_uint(arg, VGV_MIN_FRAME, VGV_MAX_FRAME, &size_max);
+            break;
+        case OPT_MTU:
+            ok = parse_uint(arg, 68, 65535, &v);
+            opt.mtu = v;
+            break;
+        case OPT_FLOWS:
+            ok = parse_uint(arg, 1, VGV_MAX_FLOWS, &v);
+            opt.flows = v;
+            break;
+        case OPT_COUNT:
+            ok = parse_uint(arg, 1, UINT64_MAX, &opt.count);
+            break;
+        case OPT_DURATION:
+            ok = parse_double(arg, &opt.duration) && opt.duration > 0;
+            break;
+        case OPT_RATE:
+            ok = parse_double(arg, &opt.rate);
+            break;
+        case OPT_BURST:
+            ok = parse_uint(arg, 1, VGV_MAX_BURST, &v);
+            opt.burst = v;
+            break;
+        case OPT_DRAIN_MS:
+            ok = parse_uint(arg, 0, UINT32_MAX, &opt.drain_ms);
+            break;
+        case OPT_INTERVAL_MS:
+            ok = parse_uint(arg, 0, UINT32_MAX, &opt.interval_ms);
+            break;
+        case OPT_STATS_FILE:
+            opt.stats_file = arg;
+            break;
+        case OPT_WAIT_LINK:
+            ok = parse_double(arg, &opt.wait_link);
+            break;
+        case OPT_SRC_MAC:
+            ok = !rte_ether_unformat_addr(arg, &opt.src_mac);
+            break;
+        case OPT_DST_MAC:
+            ok = !rte_ether_unformat_addr(arg, &opt.dst_mac);
+            break;
+        case OPT_IGNORE_FOREIGN:
+            opt.ignore_foreign = true;
+            break;
+        case OPT_NO_WARMUP:
+            opt.no_warmup = true;
+            break;
+        case 'h':
+            usage();
+            return 1;
+        default:
+            fprintf(stderr, "Try --help for more information.\n");
+            return -1;
+        }
+        if (!ok) {
+            fprintf(stderr, "vhost-guest-verify: invalid argument '%s' for "
+                    "--%s\n", arg ? arg : "",
+                    long_options[c - OPT_TX_PORT].name);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vhost-guest-verify: unexpected argument '%s'\n",
+                argv[optind]);
+        return -1;
+    }
+
+    if (have_size + have_sizes + (size_min || size_max) > 1) {
+        fprintf(stderr, "vhost-guest-verify: --size, --sizes and "
+                "--size-min/--size-max are mutually exclusive\n");
+        return -1;
+    }
+    if (size_min || size_max) {
+        if (!size_min || !size_max || size_min > size_max) {
+            fprintf(stderr, "vhost-guest-verify: --size-min and --size-max "
+                    "must be given together, with min <= max\n");
+            return -1;
+        }
+        opt.size_min = size_min;
+        opt.size_max = size_max;
+    }
+    if (!opt.count && !opt.duration) {
+        fprintf(stderr, "vhost-guest-verify: --count or --duration is "
+                "required\n");
+        return -1;
+    }
+    if (opt.bidir && opt.tx_port == opt.rx_port) {
+        fprintf(stderr, "vhost-guest-verify: --bidir needs two different "
+                "ports\n");
+        return -1;
+    }
+
+    uint32_t largest = opt.size_max;
+    for (uint32_t i = 0; i < opt.n_sizes && !opt.size_max; i++) {
+        largest = RTE_MAX(largest, opt.sizes[i]);
+    }
+    if (largest > opt.mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN) {
+        fprintf(stderr, "vhost-guest-verify: frame size %"PRIu32" exceeds "
+                "MTU %"PRIu32" + %d, use --mtu\n", largest, opt.mtu,
+                RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN);
+        return -1;
+    }
+    return 0;
+}
+
+/* SplitMix64 step, a small and good 64-bit generator. */
+static inline uint64_t
+splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Returns the frame size of packet number 'g' of direction 'dir'. */
+static uint32_t
+frame_size(unsigned int dir, uint64_t g)
+{
+    if (opt.size_max) {
+        uint64_t state = g ^ ((uint64_t) dir << 63) ^ UINT64_C(0x5157e5);
+
+        return opt.size_min
+               + splitmix64(&state) % (opt.size_max - opt.size_min + 1);
+    }
+    return opt.sizes[g % opt.n_sizes];
+}
+
+/* Fills 'len' bytes at 'dst' with the payload of (dir, flow, seq). */
+static void
+fill_payload(uint8_t *dst, size_t len, unsigned int dir, uint16_t flow,
+             uint64_t seq)
+{
+    uint64_t state = (seq * UINT64_C(0xd1342543de82ef95))
+                     ^ ((uint64_t) flow << 40) ^ ((uint64_t) dir << 63)
+                     ^ UINT64_C(0x6a09e667f3bcc909);
+
+    while (len >= 8) {
+        uint64_t r = splitmix64(&state);
+
+        memcpy(dst, &r, 8);
+        dst += 8;
+        len -= 8;
+    }
+    if (len) {
+        uint64_t r = splitmix64(&state);
+
+        memcpy(dst, &r, len);
+    }
+}
+
+static void
+put_be16(uint8_t *p, uint16_t v)
+{
+    rte_be16_t x = rte_cpu_to_be_16(v);
+
+    memcpy(p, &x, sizeof x);
+}
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+    rte_be32_t x = rte_cpu_to_be_32(v);
+
+    memcpy(p, &x, sizeof x);
+}
+
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+    rte_be64_t x = rte_cpu_to_be_64(v);
+
+    memcpy(p, &x, sizeof x);
+}
+
+static uint16_t
+get_be16(const uint8_t *p)
+{
+    rte_be16_t x;
+
+    memcpy(&x, p, sizeof x);
+    return rte_be_to_cpu_16(x);
+}
+
+static uint32_t
+get_be32(const uint8_t *p)
+{
+    rte_be32_t x;
+
+    memcpy(&x, p, sizeof x);
+    return rte_be_to_cpu_32(x);
+}
+
+static uint64_t
+get_be64(const uint8_t *p)
+{
+    rte_be64_t x;
+
+    memcpy(&x, p, sizeof x);
+    return rte_be_to_cpu_64(x);
+}
+
+/* Returns the CRC32C of the 'len' bytes at 'payload'.  This loads through
+ * memcpy() because the payload is not aligned. */
+static uint32_t
+payload_csum(const uint8_t *payload, uint32_t len)
+{
+    uint32_t crc = 0xffffffff;
+
+    for (; len >= 8; payload += 8, len -= 8) {
+        uint64_t word;
+
+        memcpy(&word, payload, sizeof word);
+        crc = rte_hash_crc_8byte(word, crc);
+    }
+    for (; len; payload++, len--) {
+        crc = rte_hash_crc_1byte(*payload, crc);
+    }
+    return crc;
+}
+
+/* Writes the complete frame of packet number 'g' of 'd' into 'buf' and
+ * returns its length. */
+static uint32_t
+build_frame(const struct direction *d, uint64_t g, uint8_t *buf)
+{
+    uint32_t len = frame_size(d->id, g);
+    uint16_t flow = g % opt.flows;
+    uint64_t seq = g / opt.flows;
+    uint8_t *payload = buf + VGV_PAYLOAD_OFS;
+    uint32_t payload_len = len - VGV_PAYLOAD_OFS;
+
+    memcpy(buf, &d->dst_mac, RTE_ETHER_ADDR_LEN);
+    memcpy(buf + RTE_ETHER_ADDR_LEN, &d->src_mac, RTE_ETHER_ADDR_LEN);
+    put_be16(buf + 12, VGV_ETHERTYPE);
+    put_be32(buf + VGV_HDR_OFS, VGV_MAGIC | d->id);
+    put_be16(buf + VGV_HDR_OFS + 4, flow);
+    put_be16(buf + VGV_HDR_OFS + 6, len);
+    put_be64(buf + VGV_HDR_OFS + 8, seq);
+    fill_payload(payload, payload_len, d->id, flow, seq);
+    put_be32(buf + VGV_HDR_OFS + 16, payload_csum(payload, payload_len));
+    return len;
+}
+
+/* Copies the 'len'-byte frame at 'buf' into a new mbuf, or a chain of mbufs
+ * of VGV_SEG_SIZE bytes each if it does not fit in one.  Returns NULL if
+ * the pool is exhausted. */
+static struct rte_mbuf *
+frame_to_mbuf(const uint8_t *buf, uint32_t len)
+{
+    struct rte_mbuf *segs[VGV_MAX_FRAME / VGV_SEG_SIZE + 1];
+    uint32_t n_segs = 1;
+
+    if (len + RTE_PKTMBUF_HEADROOM > rte_pktmbuf_data_room_size(pool)) {
+        n_segs = (len + VGV_SEG_SIZE - 1) / VGV_SEG_SIZE;
+    }
+    if (rte_pktmbuf_alloc_bulk(pool, segs, n_segs)) {
+        return NULL;
+    }
+
+    uint32_t ofs = 0;
+    for (uint32_t i = 0; i < n_segs; i++) {
+        uint32_t chunk = n_segs == 1 ? len : RTE_MIN(len - ofs, VGV_SEG_SIZE);
+
+        memcpy(rte_pktmbuf_mtod(segs[i], uint8_t *), buf + ofs, chunk);
+        segs[i]->data_len = chunk;
+        segs[i]->next = i + 1 < n_segs ? segs[i + 1] : NULL;
+        ofs += chunk;
+    }
+    segs[0]->nb_segs = n_segs;
+    segs[0]->pkt_len = len;
+    return segs[0];
+}
+
+/* Returns the number of packets sent so far in flow 'flow' of 'd'. */
+static uint64_t
+flow_sent(const struct direction *d, uint16_t flow)
+{
+    return d->sent / opt.flows + (flow < d->sent % opt.flows ? 1 : 0);
+}
+
+/* Sends one burst in direction 'd', if due. */
+static void
+send_burst(struct direction *d, uint64_t now)
+{
+    struct rte_mbuf *pkts[VGV_MAX_BURST];
+    uint32_t n = opt.burst;
+    uint16_t n_built, n_sent;
+
+    if (d->done || now < d->backoff_until) {
+        return;
+    }
+    if (opt.count) {
+        n = RTE_MIN(n, opt.count - d->sent);
+    }
+    if (opt.rate) {
+        double cap = RTE_MAX((double) opt.burst, opt.rate / 100);
+
+        d->tokens += (double) (now - d->last_token_tsc) * opt.rate / hz;
+        d->tokens = RTE_MIN(d->tokens, cap);
+        d->last_token_tsc = now;
+        n = RTE_MIN(n, (uint32_t) d->tokens);
+    }
+
+    for (n_built = 0; n_built < n; n_built++) {
+        uint64_t g = d->sent + n_built;
+
+        if (g / opt.flows >= max_seq) {
+            fprintf(stderr, "vhost-guest-verify: direction %u reached the "
+                    "sequence number limit, it stops sending\n", d->id);
+            d->done = true;
+            break;
+        }
+        pkts[n_built] = frame_to_mbuf(tx_buf, build_frame(d, g, tx_buf));
+        if (!pkts[n_built]) {
+            break;
+        }
+    }
+    if (!n_built) {
+        return;
+    }
+
+    n_sent = rte_eth_tx_burst(d->tx_port, 0, pkts, n_built);
+    d->sent += n_sent;
+    for (uint16_t i = n_sent; i < n_built; i++) {
+        rte_pktmbuf_free(pkts[i]);
+    }
+    d->tx_refused += n_built - n_sent;
+    if (opt.rate) {
+        d->tokens -= n_sent;
+    }
+    if (!n_sent) {
+        /* The port is probably down; do not spin on allocating mbufs. */
+        d->backoff_until = now + hz / 10000;
+    }
+    if (opt.count && d->sent >= opt.count) {
+        d->done = true;
+    }
+}
+
+/* Counts a corrupted frame received on 'port' and describes it on stderr,
+ * for the first few. */
+static void
+corrupt(uint16_t port, uint32_t len, const char *why)
+{
+    corrupted++;
+    if (corrupted <= VGV_MAX_LOGGED) {
+        fprintf(stderr, "vhost-guest-verify: corrupted frame on port "
+                "%"PRIu16" (length %"PRIu32"): %s\n", port, len, why);
+    }
+}
+
+/* Checks the frame 'm' received on 'port' and updates the counters. */
+static void
+check_frame(uint16_t port, const struct rte_mbuf *m)
+{
+    uint32_t len = rte_pktmbuf_pkt_len(m);
+    const uint8_t *p;
+
+    if (!counting && (len < VGV_PAYLOAD_OFS || len > VGV_BUF_SIZE)) {
+        discarded++;
+        return;
+    }
+    if (len < VGV_PAYLOAD_OFS || len > VGV_BUF_SIZE) {
+        if (len >= RTE_ETHER_HDR_LEN && len <= VGV_BUF_SIZE
+            && opt.ignore_foreign) {
+            p = rte_pktmbuf_read(m, 0, RTE_ETHER_HDR_LEN, rx_buf);
+            if (p && get_be16(p + 12) != VGV_ETHERTYPE) {
+                foreign++;
+                return;
+            }
+        }
+        corrupt(port, len, "bad length");
+        return;
+    }
+    p = rte_pktmbuf_read(m, 0, len, rx_buf);
+    if (!p) {
+        corrupt(port, len, "unreadable mbuf chain");
+        return;
+    }
+    if (get_be16(p + 12) != VGV_ETHERTYPE) {
+        if (!counting) {
+            discarded++;
+        } else if (opt.ignore_foreign) {
+            foreign++;
+        } else {
+            corrupt(port, len, "foreign EtherType");
+        }
+        return;
+    }
+
+    uint32_t magic = get_be32(p + VGV_HDR_OFS);
+    uint16_t flow = get_be16(p + VGV_HDR_OFS + 4);
+    uint16_t hdr_len = get_be16(p + VGV_HDR_OFS + 6);
+    uint64_t seq = get_be64(p + VGV_HDR_OFS + 8);
+    uint32_t csum = get_be32(p + VGV_HDR_OFS + 16);
+    const uint8_t *payload = p + VGV_PAYLOAD_OFS;
+    uint32_t payload_len = len - VGV_PAYLOAD_OFS;
+
+    if ((magic & ~1u) == VGV_PROBE_MAGIC && (magic & 1) < n_dirs) {
+        /* A warm-up probe, possibly a late one. */
+        dirs[magic & 1].probes_rx++;
+        return;
+    }
+    if (!counting) {
+        discarded++;
+        return;
+    }
+    if ((magic & ~1u) != VGV_MAGIC || (magic & 1) >= n_dirs) {
+        corrupt(port, len, "bad magic");
+        return;
+    }
+
+    struct direction *d = &dirs[magic & 1];
+    if (port != d->rx_port) {
+        corrupt(port, len, "frame received on the wrong port");
+        return;
+    }
+    if (hdr_len != len) {
+        corrupt(port, len, "length mismatch");
+        return;
+    }
+    if (flow >= opt.flows || seq >= flow_sent(d, flow)) {
+        corrupt(port, len, "flow or sequence number out of range");
+        return;
+    }
+    if (frame_size(d->id, seq * opt.flows + flow) != len) {
+        corrupt(port, len, "unexpected size for this sequence number");
+        return;
+    }
+    if (payload_csum(payload, payload_len) != csum) {
+        corrupt(port, len, "checksum mismatch");
+        return;
+    }
+    fill_payload(ref_buf, payload_len, d->id, flow, seq);
+    if (memcmp(payload, ref_buf, payload_len)) {
+        corrupt(port, len, "payload mismatch");
+        return;
+    }
+
+    struct flow_state *fs = &d->flows[flow];
+    uint64_t bit = UINT64_C(1) << (seq % 64);
+    uint64_t *word = &fs->seen[seq / 64];
+
+    if (*word & bit) {
+        d->duplicated++;
+        return;
+    }
+    *word |= bit;
+    if (fs->any_rx && seq < fs->max_seq) {
+        d->reordered++;
+    } else {
+        fs->max_seq = seq;
+        fs->any_rx = true;
+    }
+    d->received++;
+    d->rx_bytes += len;
+}
+
+/* Receives and checks one burst on every port in use. */
+static void
+receive_all(uint64_t now)
+{
+    struct rte_mbuf *pkts[VGV_RX_BURST];
+
+    for (unsigned int i = 0; i < n_ports; i++) {
+        uint16_t n = rte_eth_rx_burst(ports[i], 0, pkts, VGV_RX_BURST);
+
+        if (n) {
+            if (any_rx && sending) {
+                max_rx_gap_tsc = RTE_MAX(max_rx_gap_tsc, now - last_rx_tsc);
+            }
+            any_rx = true;
+            last_rx_tsc = now;
+        }
+        for (uint16_t j = 0; j < n; j++) {
+            check_frame(ports[i], pkts[j]);
+            rte_pktmbuf_free(pkts[j]);
+        }
+    }
+}
+
+/* Link state change callback, called from the EAL interrupt thread.  It
+ * counts the transitions to down, even those too short for poll_links() to
+ * notice. */
+static int
+lsc_callback(uint16_t port, enum rte_eth_event_type type __rte_unused,
+             void *aux __rte_unused, void *ret_param __rte_unused)
+{
+    struct rte_eth_link link;
+
+    /* With LSC interrupts enabled this only reads the stored status. */
+    memset(&link, 0, sizeof link);
+    if (!rte_eth_link_get_nowait(port, &link)
+        && link.link_status == RTE_ETH_LINK_DOWN) {
+        __atomic_fetch_add(&lsc_downs[port], 1, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
+/* Polls the link state of every port in use, reports changes on stderr and
+ * counts the transitions to down: from the LSC callback where the port has
+ * LSC interrupts, else from what this poll sees. */
+static void
+poll_links(void)
+{
+    for (unsigned int i = 0; i < n_ports; i++) {
+        uint16_t port = ports[i];
+        struct rte_eth_link link;
+        bool up;
+
+        memset(&link, 0, sizeof link);
+        up = !rte_eth_link_get_nowait(port, &link)
+             && link.link_status == RTE_ETH_LINK_UP;
+        if (lsc_intr[port]) {
+            uint64_t downs = __atomic_load_n(&lsc_downs[port],
+                                             __ATOMIC_RELAXED);
+
+            link_down_events += downs - lsc_downs_seen[port];
+            lsc_downs_seen[port] = downs;
+        } else if (!up && link_up[port]) {
+            link_down_events++;
+        }
+        if (up != link_up[port]) {
+            fprintf(stderr, "vhost-guest-verify: port %"PRIu16" link %s\n",
+                    port, up ? "up" : "down");
+            link_up[port] = up;
+        }
+    }
+}
+
+/* Formats the statistics line, with 'prefix' ("verify:" or "interim:
+ * verify:"), into 'buf'. */
+static void
+format_stats(char *buf, size_t size, const char *prefix, uint64_t now)
+{
+    uint64_t sent = 0, received = 0, reordered = 0, duplicated = 0;
+    uint64_t tx_refused = 0, bytes = 0;
+    uint64_t end = sending ? now : stop_tsc;
+
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        sent += dirs[i].sent;
+        received += dirs[i].received;
+        reordered += dirs[i].reordered;
+        duplicated += dirs[i].duplicated;
+        tx_refused += dirs[i].tx_refused;
+        bytes += dirs[i].rx_bytes;
+    }
+    snprintf(buf, size, "%s sent=%"PRIu64" received=%"PRIu64" lost=%"PRIu64
+             " reordered=%"PRIu64" duplicated=%"PRIu64" corrupted=%"PRIu64
+             " tx_refused=%"PRIu64" bytes=%"PRIu64" max_rx_gap_ms=%"PRIu64
+             " link_down_events=%"PRIu64" duration_ms=%"PRIu64,
+             prefix, sent, received, sent - received, reordered, duplicated,
+             corrupted, tx_refused, bytes, tsc_to_ms(max_rx_gap_tsc),
+             link_down_events, start_tsc ? tsc_to_ms(end - start_tsc) : 0);
+}
+
+/* Atomically replaces the contents of the stats file with 'line'. */
+static void
+write_stats_file(const char *line)
+{
+    char tmp[4096];
+    FILE *f;
+
+    if (!opt.stats_file) {
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", opt.stats_file);
+    f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "vhost-guest-verify: %s: %s\n", tmp,
+                rte_strerror(errno));
+        return;
+    }
+    fprintf(f, "%s\n", line);
+    if (fclose(f) || rename(tmp, opt.stats_file)) {
+        fprintf(stderr, "vhost-guest-verify: %s: %s\n", opt.stats_file,
+                rte_strerror(errno));
+    }
+}
+
+/* Configures and starts 'port' with one rx and one tx queue. */
+static int
+port_setup(uint16_t port)
+{
+    struct rte_eth_conf conf;
+    struct rte_eth_dev_info info;
+    uint16_t nb_rxd = VGV_RX_DESC, nb_txd = VGV_TX_DESC;
+    uint32_t max_frame = opt.mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+    uint32_t data_room = rte_pktmbuf_data_room_size(pool)
+                         - RTE_PKTMBUF_HEADROOM;
+    int err;
+
+    if (!rte_eth_dev_is_valid_port(port)) {
+        fprintf(stderr, "vhost-guest-verify: port %"PRIu16" does not exist "
+                "(%"PRIu16" ports)\n", port, rte_eth_dev_count_avail());
+        return -1;
+    }
+    err = rte_eth_dev_info_get(port, &info);
+    if (err) {
+        fprintf(stderr, "vhost-guest-verify: port %"PRIu16": cannot get "
+                "device info: %s\n", port, rte_strerror(-err));
+        return -1;
+    }
+    if (opt.mtu > info.max_mtu || opt.mtu < info.min_mtu) {
+        fprintf(stderr, "vhost-guest-verify: port %"PRIu16": MTU %"PRIu32
+                " not in [%"PRIu16", %"PRIu16"]\n", port, opt.mtu,
+                info.min_mtu, info.max_mtu);
+        return -1;
+    }
+
+    memset(&conf, 0, sizeof conf);
+    conf.rxmode.mtu = opt.mtu;
+    if (max_frame > data_room) {
+        if (!(info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER)) {
+            fprintf(stderr, "vhost-guest-verify: port %"PRIu16": MTU "
+                    "%"PRIu32" needs rx scatter, which is not supported\n",
+                    port, opt.mtu);
+            return -1;
+        }
+        conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+    }
+    if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) {
+        conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+    }
+
+    /* Use LSC interrupts where the port has them.  For virtio-user this
+     * lets the EAL interrupt thread handle the backend going away and
+     * coming back.  Without them, virtio-user reconnects from within
+     * rte_eth_link_get_nowait(), but it still registers interrupt
+     * callbacks on reconnection that rte_eth_dev_close() then does not
+     * remove, and the EAL interrupt thread panics on the closed fd. */
+    if (*info.dev_flags & RTE_ETH_DEV_INTR_LSC) {
+        conf.intr_conf.lsc = 1;
+        err = rte_eth_dev_callback_register(port, RTE_ETH_EVENT_INTR_LSC,
+                                            lsc_callback, NULL);
+        if (err) {
+            fprintf(stderr, "vhost-guest-verify: port %"PRIu16": cannot "
+                    "register the LSC callback: %s\n", port,
+                    rte_strerror(-err));
+            return -1;
+        }
+        lsc_intr[port] = true;
+    }
+
+    err = rte_eth_dev_configure(port, 1, 1, &conf);
+    if (!err) {
+        err = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rxd, &nb_txd);
+    }
+    if (!err) {
+        struct rte_eth_rxconf rxconf = info.default_rxconf;
+
+        rxconf.offloads = conf.rxmode.offloads;
+        err = rte_eth_rx_queue_setup(port, 0, nb_rxd,
+                                     rte_eth_dev_socket_id(port), &rxconf,
+                                     pool);
+    }
+    if (!err) {
+        struct rte_eth_txconf txconf = info.default_txconf;
+
+        txconf.offloads = conf.txmode.offloads;
+        err = rte_eth_tx_queue_setup(port, 0, nb_txd,
+                                     rte_eth_dev_socket_id(port), &txconf);
+    }
+    if (!err) {
+        err = rte_eth_dev_set_mtu(port, opt.mtu);
+    }
+    if (!err) {
+        err = rte_eth_dev_start(port);
+    }
+    if (err) {
+        fprintf(stderr, "vhost-guest-verify: port %"PRIu16": setup failed: "
+                "%s\n", port, rte_strerror(-err));
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits up to --wait-link seconds for all ports to be up.  Returns true if
+ * they are. */
+static bool
+wait_links(uint64_t deadline)
+{
+    bool reported = false;
+
+    for (;;) {
+        bool all_up = true;
+
+        poll_links();
+        for (unsigned int i = 0; i < n_ports; i++) {
+            all_up = all_up && link_up[ports[i]];
+        }
+        if (all_up) {
+            return true;
+        }
+        if (n_signals || rte_get_tsc_cycles() >= deadline) {
+            return false;
+        }
+        if (!reported) {
+            fprintf(stderr, "vhost-guest-verify: waiting for link up\n");
+            reported = true;
+        }
+        rte_delay_us_sleep(VGV_LINK_POLL_MS * 1000);
+    }
+}
+
+/* Sends one minimum-size warm-up probe frame in direction 'd'.  Probes
+ * carry VGV_PROBE_MAGIC and are not counted in any statistics. */
+static void
+send_probe(struct direction *d)
+{
+    uint8_t frame[VGV_MIN_FRAME];
+    struct rte_mbuf *m;
+
+    memset(frame, 0, sizeof frame);
+    memcpy(frame, &d->dst_mac, RTE_ETHER_ADDR_LEN);
+    memcpy(frame + RTE_ETHER_ADDR_LEN, &d->src_mac, RTE_ETHER_ADDR_LEN);
+    put_be16(frame + 12, VGV_ETHERTYPE);
+    put_be32(frame + VGV_HDR_OFS, VGV_PROBE_MAGIC | d->id);
+    put_be16(frame + VGV_HDR_OFS + 6, sizeof frame);
+    put_be64(frame + VGV_HDR_OFS + 8, d->probes_tx);
+    m = frame_to_mbuf(frame, sizeof frame);
+    if (m) {
+        if (rte_eth_tx_burst(d->tx_port, 0, &m, 1)) {
+            d->probes_tx++;
+        } else {
+            rte_pktmbuf_free(m);
+        }
+    }
+}
+
+/* Sends warm-up probes every VGV_LINK_POLL_MS ms until one came back in
+ * every direction, which shows that the switch forwards end to end, or
+ * until 'deadline'.  Returns true on success. */
+static bool
+warmup(uint64_t deadline)
+{
+    uint64_t next_probe = 0;
+
+    for (;;) {
+        uint64_t now = rte_get_tsc_cycles();
+        bool all_back = true;
+
+        for (unsigned int i = 0; i < n_dirs; i++) {
+            all_back = all_back && dirs[i].probes_rx;
+        }
+        if (all_back) {
+            return true;
+        }
+        if (n_signals || now >= deadline) {
+            return false;
+        }
+        if (now >= next_probe) {
+            for (unsigned int i = 0; i < n_dirs; i++) {
+                if (!dirs[i].probes_rx) {
+                    send_probe(&dirs[i]);
+                }
+            }
+            poll_links();
+            next_probe = now + ms_to_tsc(VGV_LINK_POLL_MS);
+        }
+        receive_all(now);
+    }
+}
+
+static bool
+all_received(void)
+{
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        if (dirs[i].received < dirs[i].sent) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+all_done(void)
+{
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        if (!dirs[i].done) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Sends, receives and checks until the run ends. */
+static void
+run(void)
+{
+    uint64_t duration_tsc = opt.duration * hz;
+    uint64_t next_link_poll, next_interval, drain_end = 0;
+    int signals_seen = 0;
+    char line[512];
+
+    poll_links();
+    link_down_events = 0;
+    any_rx = false;
+    counting = true;
+    start_tsc = rte_get_tsc_cycles();
+    next_link_poll = start_tsc + ms_to_tsc(VGV_LINK_POLL_MS);
+    next_interval = start_tsc + ms_to_tsc(opt.interval_ms);
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        dirs[i].last_token_tsc = start_tsc;
+        dirs[i].tokens = RTE_MIN((double) opt.burst, opt.rate);
+    }
+    sending = true;
+
+    for (;;) {
+        uint64_t now = rte_get_tsc_cycles();
+
+        if (sending) {
+            for (unsigned int i = 0; i < n_dirs; i++) {
+                send_burst(&dirs[i], now);
+            }
+        }
+
+        receive_all(now);
+
+        if (now >= next_link_poll) {
+            poll_links();
+            next_link_poll = now + ms_to_tsc(VGV_LINK_POLL_MS);
+        }
+
+        if (opt.interval_ms && now >= next_interval) {
+            format_stats(line, sizeof line, "interim: verify:", now);
+            printf("%s\n", line);
+            fflush(stdout);
+            write_stats_file(line);
+            next_interval += ms_to_tsc(opt.interval_ms);
+            if (next_interval <= now) {
+                next_interval = now + ms_to_tsc(opt.interval_ms);
+            }
+        }
+
+        if (sending) {
+            if (any_rx) {
+                max_rx_gap_tsc = RTE_MAX(max_rx_gap_tsc, now - last_rx_tsc);
+            }
+            if (n_signals || all_done()
+                || (duration_tsc && now - start_tsc >= duration_tsc)) {
+                uint64_t drain_ms = opt.drain_ms;
+
+                if (n_signals) {
+                    fprintf(stderr, "vhost-guest-verify: interrupted, "
+                            "draining\n");
+                    drain_ms = RTE_MIN(drain_ms, VGV_SIGNAL_DRAIN_MS);
+                    signals_seen = n_signals;
+                }
+                sending = false;
+                stop_tsc = now;
+                drain_end = now + ms_to_tsc(drain_ms);
+            }
+        } else if (all_received() || now >= drain_end
+                   || n_signals > signals_seen) {
+            break;
+        }
+    }
+}
+
+int
+main(int argc, char *argv[])
+{
+    char *app_argv[argc + 1];
+    int app_argc = 0, eal_argc = argc;
+    int err, ret = 2;
+    char line[512];
+
+    /* Split the command line at "--": EAL arguments before, ours after. */
+    app_argv[app_argc++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) {
+            eal_argc = i;
+            for (i++; i < argc; i++) {
+                app_argv[app_argc++] = argv[i];
+            }
+            break;
+        }
+    }
+    app_argv[app_argc] = NULL;
+    if (eal_argc == 2 && (!strcmp(argv[1], "-h")
+                          || !strcmp(argv[1], "--help"))) {
+        usage();
+        return 0;
+    }
+    err = parse_options(app_argc, app_argv);
+    if (err) {
+        return err > 0 ? 0 : 2;
+    }
+
+    /* DPDK logs to stdout by default; stdout is reserved for results.  A
+     * vhost-user backend that goes away must not kill us with SIGPIPE. */
+    rte_openlog_stream(stderr);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (rte_eal_init(eal_argc, argv) < 0) {
+        fprintf(stderr, "vhost-guest-verify: EAL initialization failed: "
+                "%s\n", rte_strerror(rte_errno));
+        return 2;
+    }
+    signal(SIGINT, signal_handler);
+    signal(SIGTERM, signal_handler);
+    hz = rte_get_tsc_hz();
+
+    ports[n_ports++] = opt.tx_port;
+    if (opt.rx_port != opt.tx_port) {
+        ports[n_ports++] = opt.rx_port;
+    }
+    n_dirs = opt.bidir ? 2 : 1;
+    max_seq = RTE_MIN(VGV_MAX_SEQ, VGV_MAX_SEQ_TOTAL / opt.flows);
+    if (opt.count) {
+        max_seq = RTE_MIN(max_seq, (opt.count + opt.flows - 1) / opt.flows);
+    }
+    max_seq = RTE_ALIGN_CEIL(max_seq, 64);
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        struct direction *d = &dirs[i];
+
+        d->id = i;
+        d->tx_port = i ? opt.rx_port : opt.tx_port;
+        d->rx_port = i ? opt.tx_port : opt.rx_port;
+        d->src_mac = i ? opt.dst_mac : opt.src_mac;
+        d->dst_mac = i ? opt.src_mac : opt.dst_mac;
+        d->flows = flow_states[i];
+        d->bitmap_size = max_seq / 64 * sizeof(uint64_t) * opt.flows;
+        d->bitmap = mmap(NULL, d->bitmap_size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (d->bitmap == MAP_FAILED) {
+            fprintf(stderr, "vhost-guest-verify: cannot map %zu bytes for "
+                    "the sequence bitmaps: %s\n", d->bitmap_size,
+                    rte_strerror(errno));
+            d->bitmap = NULL;
+            goto out_eal;
+        }
+        for (uint32_t j = 0; j < opt.flows; j++) {
+            d->flows[j].seen = d->bitmap + j * (max_seq / 64);
+        }
+    }
+
+    pool = rte_pktmbuf_pool_create("vgv_pool", VGV_NB_MBUFS, VGV_MBUF_CACHE,
+                                   0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                   rte_socket_id());
+    if (!pool) {
+        fprintf(stderr, "vhost-guest-verify: cannot create mbuf pool: %s\n",
+                rte_strerror(rte_errno));
+        goto out_eal;
+    }
+
+    unsigned int n_started = 0;
+    for (; n_started < n_ports; n_started++) {
+        if (port_setup(ports[n_started])) {
+            goto out_ports;
+        }
+    }
+
+    uint64_t deadline = rte_get_tsc_cycles() + opt.wait_link * hz;
+    if (!wait_links(deadline)) {
+        for (unsigned int i = 0; i < n_ports; i++) {
+            if (!link_up[ports[i]]) {
+                fprintf(stderr, "vhost-guest-verify: error: port %"PRIu16
+                        " link not up after %.1f s%s\n", ports[i],
+                        opt.wait_link, n_signals ? " (interrupted)" : "");
+            }
+        }
+        goto out_ports;
+    }
+    if (!opt.no_warmup) {
+        fprintf(stderr, "vhost-guest-verify: warming up\n");
+        if (!warmup(deadline)) {
+            for (unsigned int i = 0; i < n_dirs; i++) {
+                if (!dirs[i].probes_rx) {
+                    fprintf(stderr, "vhost-guest-verify: error: no probe "
+                            "sent on port %"PRIu16" came back on port "
+                            "%"PRIu16" within %.1f s%s\n", dirs[i].tx_port,
+                            dirs[i].rx_port, opt.wait_link,
+                            n_signals ? " (interrupted)" : "");
+                }
+            }
+            goto out_ports;
+        }
+    }
+
+    fprintf(stderr, "vhost-guest-verify: sending\n");
+    run();
+
+    format_stats(line, sizeof line, "verify:", rte_get_tsc_cycles());
+    printf("%s\n", line);
+    fflush(stdout);
+    write_stats_file(line);
+    for (unsigned int i = 0; i < n_ports; i++) {
+        struct rte_eth_stats st;
+
+        if (!rte_eth_stats_get(ports[i], &st)) {
+            fprintf(stderr, "vhost-guest-verify: port %"PRIu16": ipackets="
+                    "%"PRIu64" opackets=%"PRIu64" imissed=%"PRIu64" ierrors="
+                    "%"PRIu64" oerrors=%"PRIu64" rx_nombuf=%"PRIu64"\n",
+                    ports[i], st.ipackets, st.opackets, st.imissed,
+                    st.ierrors, st.oerrors, st.rx_nombuf);
+        }
+    }
+    if (discarded) {
+        fprintf(stderr, "vhost-guest-verify: discarded %"PRIu64" frames "
+                "received before the traffic started\n", discarded);
+    }
+    if (foreign) {
+        fprintf(stderr, "vhost-guest-verify: ignored %"PRIu64" frames of "
+                "other EtherTypes\n", foreign);
+    }
+
+    ret = corrupted ? 1 : 0;
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        const struct direction *d = &dirs[i];
+
+        if (d->sent != d->received || d->reordered || d->duplicated) {
+            ret = 1;
+        }
+    }
+
+out_ports:
+    for (unsigned int i = 0; i < n_started; i++) {
+        err = rte_eth_dev_stop(ports[i]);
+        if (err) {
+            fprintf(stderr, "vhost-guest-verify: port %"PRIu16": stop "
+                    "failed: %s\n", ports[i], rte_strerror(-err));
+        }
+    }
+    for (unsigned int i = 0; i < n_ports; i++) {
+        if (lsc_intr[ports[i]]) {
+            rte_eth_dev_callback_unregister(ports[i],
+                                            RTE_ETH_EVENT_INTR_LSC,
+                                            lsc_callback, NULL);
+        }
+        rte_eth_dev_close(ports[i]);
+    }
+    if (pool) {
+        unsigned int in_use = rte_mempool_in_use_count(pool);
+
+        if (in_use) {
+            fprintf(stderr, "vhost-guest-verify: warning: %u mbufs still "
+                    "in use at exit\n", in_use);
+        }
+        rte_mempool_free(pool);
+    }
+out_eal:
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        if (dirs[i].bitmap) {
+            munmap(dirs[i].bitmap, dirs[i].bitmap_size);
+        }
+    }
+    rte_eal_cleanup();
+    return ret;
+}
