@@ -38,8 +38,10 @@
 
 VLOG_DEFINE_THIS_MODULE(dpdk_dma);
 
-/* Descriptors per DMA vchannel, at most. */
-#define DPDK_DMA_MAX_DESC 4096
+/* Descriptors per DMA vchannel: other_config:vhost-async-dma-ring-size,
+ * by default this many or the device's maximum if lower. */
+#define DPDK_DMA_DEFAULT_DESC 4096
+#define DPDK_DMA_MAX_RING_SIZE 32768
 
 struct dpdk_dma_dev {
     int16_t id;
@@ -53,6 +55,7 @@ static struct ovs_mutex dma_mutex = OVS_MUTEX_INITIALIZER;
 static struct dpdk_dma_dev *dma_devs OVS_GUARDED_BY(dma_mutex);
 static size_t n_dma_devs OVS_GUARDED_BY(dma_mutex);
 static bool vhost_async_enabled;
+static unsigned int dma_ring_size;     /* 0: the default. */
 
 /* other_config:vhost-async-min-size: frames shorter than this are copied by
  * the CPU when that keeps their queue's order (0: every frame by DMA). */
@@ -129,7 +132,8 @@ dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
 {
     struct rte_dma_vchan_conf vchan_conf = {
         .direction = RTE_DMA_DIR_MEM_TO_MEM,
-        .nb_desc = MIN(DPDK_DMA_MAX_DESC, info->max_desc),
+        .nb_desc = (dma_ring_size ? dma_ring_size
+                    : MIN(DPDK_DMA_DEFAULT_DESC, info->max_desc)),
     };
     struct rte_dma_conf conf = { .nb_vchans = 1 };
     int err;
@@ -147,8 +151,9 @@ dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
         err = rte_dma_start(id);
     }
     if (err) {
-        VLOG_WARN("DMA device %s (id %d) setup failed: %s; not used",
-                  info->dev_name, id, rte_strerror(-err));
+        VLOG_WARN("DMA device %s (id %d) setup with %"PRIu16" descriptors "
+                  "failed: %s; not used", info->dev_name, id,
+                  vchan_conf.nb_desc, rte_strerror(-err));
         return false;
     }
     if (rte_vhost_async_dma_configure(id, 0)) {
@@ -248,12 +253,36 @@ dpdk_dma_parse_async(const struct smap *cfg)
     return false;
 }
 
+/* Reads other_config:vhost-async-dma-ring-size.  Returns 0 (the default)
+ * if it is not set or malformed, with a warning in the latter case.  A
+ * size the device does not support makes its setup fail, which is
+ * logged. */
+static unsigned int
+dpdk_dma_parse_ring_size(const struct smap *cfg)
+{
+    const char *value = smap_get(cfg, "vhost-async-dma-ring-size");
+    unsigned int size;
+
+    if (!value) {
+        return 0;
+    }
+    if (!str_to_uint(value, 10, &size) || !size
+        || size > DPDK_DMA_MAX_RING_SIZE) {
+        VLOG_WARN("Invalid value \"%s\" for other_config:"
+                  "vhost-async-dma-ring-size (expected descriptors, 1 to "
+                  "%d): using the default.", value, DPDK_DMA_MAX_RING_SIZE);
+        return 0;
+    }
+    return size;
+}
+
 void
 dpdk_dma_init(const struct smap *ovs_other_config)
 {
     int16_t id;
 
     vhost_async_enabled = dpdk_dma_parse_async(ovs_other_config);
+    dma_ring_size = dpdk_dma_parse_ring_size(ovs_other_config);
     VLOG_INFO("vhost async support %s.",
               vhost_async_enabled ? "enabled" : "disabled");
 
