@@ -26,6 +26,7 @@
 
 #include <rte_dmadev.h>
 #include <rte_errno.h>
+#include <rte_spinlock.h>
 #include <rte_vhost_async.h>
 
 #include "openvswitch/dynamic-string.h"
@@ -62,6 +63,16 @@ static unsigned int dma_ring_size;     /* 0: the default. */
 #define DPDK_DMA_DEFAULT_MIN_SIZE 256
 #define DPDK_DMA_MAX_MIN_SIZE 65535
 static atomic_uint32_t async_min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
+
+/* One lock per DMA device id, each on its own cache line (see
+ * dpdk_dma_lock() in dpdk-dma.h). */
+struct dpdk_dma_lock {
+    PADDED_MEMBERS(CACHE_LINE_SIZE,
+        rte_spinlock_t lock;
+    );
+};
+static struct dpdk_dma_lock dma_locks[RTE_DMADEV_DEFAULT_MAX]; /* Zero:
+                                                                * unlocked. */
 
 /* The DMA device id of the current thread, or -1 for CPU copies. */
 DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
@@ -110,6 +121,24 @@ dpdk_dma_get_stats(unsigned int core_id)
         ovs_list_push_back(&thread_stats_list, &ts->node);
     }
     return ts;
+}
+
+void
+dpdk_dma_lock(int16_t id)
+{
+    rte_spinlock_lock(&dma_locks[id].lock);
+}
+
+bool
+dpdk_dma_trylock(int16_t id)
+{
+    return rte_spinlock_trylock(&dma_locks[id].lock);
+}
+
+void
+dpdk_dma_unlock(int16_t id)
+{
+    rte_spinlock_unlock(&dma_locks[id].lock);
 }
 
 /* Adds 'n' to the calling thread's counter 'stat'. */

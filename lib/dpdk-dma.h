@@ -57,6 +57,18 @@ void dpdk_dma_thread_claim(unsigned int core_id, int numa_id);
 void dpdk_dma_thread_release(void);
 int16_t dpdk_dma_thread_id(void);
 
+/* DPDK's DMA data-path functions are not thread-safe: a vchannel must not
+ * be used by two threads at once.  Its owning PMD thread is its usual user,
+ * but a vring's copies in flight may have to be completed, or queued
+ * behind, through another thread's device (a thread without a device, an
+ * rx queue that moved, a vring being torn down).  So every vhost async call
+ * that names a DMA device runs under that device's lock, uncontended in the
+ * usual case.  Callers that may hold a vring lock that the device's owner
+ * can wait for (DPDK's vhost callbacks) must use the trylock. */
+void dpdk_dma_lock(int16_t id);
+bool dpdk_dma_trylock(int16_t id);
+void dpdk_dma_unlock(int16_t id);
+
 /* Per-thread vhost copy counters, shown by "dpif-netdev/pmd-stats-show".
  * Only the thread itself updates them (the non-PMD thread's under
  * dpif-netdev's non-PMD mutex). */

@@ -268,12 +268,19 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
             if (!(dmas & (UINT64_C(1) << dma))) {
                 continue;
             }
+            /* The device's owner may be waiting for the vring lock that
+             * DPDK holds around this callback while it holds the device:
+             * never wait for the device here, try again next round. */
+            if (!dpdk_dma_trylock(dma)) {
+                continue;
+            }
             n = locked
                 ? rte_vhost_clear_queue_thread_unsafe(dev->vid, vring, pkts,
                                                       VHOST_ASYNC_BURST,
                                                       dma, 0)
                 : rte_vhost_clear_queue(dev->vid, vring, pkts,
                                         VHOST_ASYNC_BURST, dma, 0);
+            dpdk_dma_unlock(dma);
             if (n == UINT16_MAX) {
                 /* DPDK says the vring lock is not held after all. */
                 locked = false;
@@ -370,8 +377,10 @@ vhost_async_tx_complete(struct vhost_async_dev *dev, uint16_t vring,
     struct rte_mbuf *pkts[VHOST_ASYNC_BURST];
     uint16_t n;
 
+    dpdk_dma_lock(dma);
     n = rte_vhost_poll_enqueue_completed(dev->vid, vring, pkts,
                                          VHOST_ASYNC_BURST, dma, 0);
+    dpdk_dma_unlock(dma);
     if (n) {
         rte_pktmbuf_free_bulk(pkts, n);
         vring_inflight_add(vr, -n);
@@ -520,9 +529,12 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         vring_inflight_add(vr, cnt);
     }
     for (;;) {
-        int n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
-                                               cnt - sent, dma, 0);
+        int n;
 
+        dpdk_dma_lock(dma);
+        n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
+                                           cnt - sent, dma, 0);
+        dpdk_dma_unlock(dma);
         sent += n;
         if (sent >= cnt) {
             break;
@@ -571,7 +583,9 @@ vhost_async_rx_collect(struct vhost_async_dev *dev, uint16_t vring,
     int nr_inflight;
     uint16_t n;
 
+    dpdk_dma_lock(vr->rx_dma);
     n = rte_vhost_clear_queue(dev->vid, vring, pkts, count, vr->rx_dma, 0);
+    dpdk_dma_unlock(vr->rx_dma);
     nr_inflight = rte_vhost_async_get_inflight(dev->vid, vring);
     if (nr_inflight >= 0) {
         atomic_store_relaxed(&vr->inflight, nr_inflight);
@@ -620,8 +634,10 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
             dpdk_dma_count(DPDK_DMA_RX_CPU, n);
         }
     } else {
+        dpdk_dma_lock(dma);
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
                                               &nr_inflight, dma, 0);
+        dpdk_dma_unlock(dma);
         if (nr_inflight >= 0) {
             atomic_store_relaxed(&vr->inflight, nr_inflight);
             if (nr_inflight && vr->rx_dma != dma) {
