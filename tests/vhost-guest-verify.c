@@ -69,6 +69,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
 
@@ -80,6 +81,8 @@
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
 #include <rte_log.h>
+#include <rte_malloc.h>
+#include <rte_memory.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -105,6 +108,8 @@
 #define VGV_BUF_SIZE 16384          /* Scratch buffers, above any frame. */
 #define VGV_MAX_LOGGED 10           /* Corrupted frames described on stderr. */
 #define VGV_SIGNAL_DRAIN_MS UINT64_C(500)
+#define VGV_MARK_MS 10               /* Resolution of send times. */
+#define VGV_MAX_MARKS (24 * 3600 * 1000 / VGV_MARK_MS)  /* A day. */
 
 /* Command line options. */
 struct options {
@@ -129,6 +134,9 @@ struct options {
     struct rte_ether_addr dst_mac;
     bool ignore_foreign;
     bool no_warmup;
+    uint64_t grow_mb;               /* --grow-mem, 0 = never. */
+    uint64_t grow_at_ms;
+    uint64_t grow_hold_ms;
 };
 
 /* Receive state of one flow of one direction. */
@@ -162,6 +170,12 @@ struct direction {
     uint64_t reordered;
     uint64_t duplicated;
     uint64_t rx_bytes;
+
+    /* marks[i] is 'sent' when slot i (VGV_MARK_MS long, from the start)
+     * began: packet number g went out in the slot i with
+     * marks[i] <= g < marks[i + 1]. */
+    uint64_t *marks;                /* VGV_MAX_MARKS, mapped lazily. */
+    size_t n_marks;
 };
 
 static struct options opt;
@@ -189,6 +203,12 @@ static uint64_t start_tsc;
 static uint64_t stop_tsc;
 static bool sending;
 static uint64_t hz;
+static uint64_t start_unix_ms;      /* Wall clock at 'start_tsc'. */
+
+static void *grow_block;            /* Held by --grow-mem. */
+static int grow_state;              /* 0 before, 1 holding, 2 done. */
+static uint64_t grow_failures;
+static uint64_t mem_events;         /* Written by the EAL callback. */
 
 static volatile sig_atomic_t n_signals;
 
@@ -241,6 +261,13 @@ usage(void)
            "                     swaps them\n"
            "  --ignore-foreign   do not count frames of other EtherTypes as\n"
            "                     corrupted\n"
+           "  --grow-mem MB      AT-MS ms after the start, allocate MB MiB\n"
+           "                     of DPDK memory, beyond what EAL reserved,\n"
+           "                     and free it HOLD-MS ms later: each of\n"
+           "                     these changes the guest memory table that\n"
+           "                     net_virtio_user sends to the switch\n"
+           "  --grow-at-ms MS    (default 1000)\n"
+           "  --grow-hold-ms MS  (default 1000)\n"
            "  --no-warmup        start as soon as the links are up; by\n"
            "                     default, once they are, probe frames (not\n"
            "                     counted) are sent every 10 ms until one\n"
@@ -251,13 +278,20 @@ usage(void)
            "Output, one final line on stdout:\n"
            "  verify: sent=N received=N lost=N reordered=N duplicated=N\n"
            "  corrupted=N tx_refused=N bytes=N max_rx_gap_ms=N\n"
-           "  link_down_events=N duration_ms=N\n"
+           "  link_down_events=N duration_ms=N foreign=N mem_events=N\n"
+           "  loss_first_ms=N loss_last_ms=N start_unix_ms=N\n"
            "sent counts the packets accepted by the PMD (refused ones are\n"
            "tx_refused and get sent again), received the unique valid ones\n"
            "(reordered included), lost = sent - received, bytes is the frame\n"
            "bytes received, max_rx_gap_ms the longest time without any\n"
            "received packet while sending (from the first one on) and\n"
-           "duration_ms the time spent sending.\n"
+           "duration_ms the time spent sending, foreign the frames of\n"
+           "other EtherTypes ignored (--ignore-foreign), mem_events the\n"
+           "DPDK memory events (hugepages mapped or unmapped) seen while\n"
+           "running.  loss_first_ms and loss_last_ms give, to within 10 ms\n"
+           "after the start, when the first and the last of the lost\n"
+           "packets were sent (-1 when none was lost), start_unix_ms the\n"
+           "wall-clock time of the start (ms since the Epoch).\n"
            "Exit status: 0 if lost, reordered, duplicated and corrupted are\n"
            "all 0, 1 otherwise, 2 on usage or setup errors (e.g. no link).\n",
            VGV_MAX_SIZES, VGV_MIN_FRAME, VGV_MAX_FRAME, VGV_MAX_BURST);
@@ -359,6 +393,9 @@ enum {
     OPT_DST_MAC,
     OPT_IGNORE_FOREIGN,
     OPT_NO_WARMUP,
+    OPT_GROW_MEM,
+    OPT_GROW_AT_MS,
+    OPT_GROW_HOLD_MS,
 };
 
 static const struct option long_options[] = {
@@ -383,6 +420,9 @@ static const struct option long_options[] = {
     {"dst-mac", required_argument, NULL, OPT_DST_MAC},
     {"ignore-foreign", no_argument, NULL, OPT_IGNORE_FOREIGN},
     {"no-warmup", no_argument, NULL, OPT_NO_WARMUP},
+    {"grow-mem", required_argument, NULL, OPT_GROW_MEM},
+    {"grow-at-ms", required_argument, NULL, OPT_GROW_AT_MS},
+    {"grow-hold-ms", required_argument, NULL, OPT_GROW_HOLD_MS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -406,6 +446,8 @@ parse_options(int argc, char *argv[])
     opt.burst = 32;
     opt.drain_ms = 1000;
     opt.wait_link = 10;
+    opt.grow_at_ms = 1000;
+    opt.grow_hold_ms = 1000;
     rte_ether_unformat_addr("02:00:00:00:00:01", &opt.src_mac);
     rte_ether_unformat_addr("02:00:00:00:00:02", &opt.dst_mac);
 
@@ -488,6 +530,15 @@ parse_options(int argc, char *argv[])
             break;
         case OPT_NO_WARMUP:
             opt.no_warmup = true;
+            break;
+        case OPT_GROW_MEM:
+            ok = parse_uint(arg, 1, 65536, &opt.grow_mb);
+            break;
+        case OPT_GROW_AT_MS:
+            ok = parse_uint(arg, 0, UINT32_MAX, &opt.grow_at_ms);
+            break;
+        case OPT_GROW_HOLD_MS:
+            ok = parse_uint(arg, 0, UINT32_MAX, &opt.grow_hold_ms);
             break;
         case 'h':
             usage();
@@ -724,6 +775,40 @@ flow_sent(const struct direction *d, uint16_t flow)
     return d->sent / opt.flows + (flow < d->sent % opt.flows ? 1 : 0);
 }
 
+/* Records how many packets direction 'd' has sent at the start of every
+ * VGV_MARK_MS slot up to 'now', for send_time_ms(). */
+static void
+mark_send_time(struct direction *d, uint64_t now)
+{
+    size_t slot = (now - start_tsc) / ms_to_tsc(VGV_MARK_MS);
+
+    /* After a day, the last slot takes all later packets. */
+    slot = RTE_MIN(slot, (size_t) VGV_MAX_MARKS - 1);
+    while (d->n_marks <= slot) {
+        d->marks[d->n_marks++] = d->sent;
+    }
+}
+
+/* Returns when direction 'd' sent its packet number 'g', in ms after the
+ * start, rounded down to VGV_MARK_MS. */
+static uint64_t
+send_time_ms(const struct direction *d, uint64_t g)
+{
+    size_t lo = 0, hi = d->n_marks;
+
+    /* The last slot i with marks[i] <= g. */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (d->marks[mid] <= g) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo * VGV_MARK_MS;
+}
+
 /* Sends one burst in direction 'd', if due. */
 static void
 send_burst(struct direction *d, uint64_t now)
@@ -902,6 +987,55 @@ check_frame(uint16_t port, const struct rte_mbuf *m)
     d->rx_bytes += len;
 }
 
+/* Returns the bits of word 'w' of bitmap 'seen' for sequence numbers below
+ * 'n' that are not set. */
+static uint64_t
+missing_bits(const uint64_t *seen, uint64_t w, uint64_t n)
+{
+    uint64_t valid = w < n / 64 ? UINT64_MAX : (UINT64_C(1) << (n % 64)) - 1;
+
+    return ~seen[w] & valid;
+}
+
+/* Finds the lowest and the highest number of a packet that direction 'd'
+ * sent and did not receive, in '*first' and '*last'.  Returns false if it
+ * received them all. */
+static bool
+find_lost(const struct direction *d, uint64_t *first, uint64_t *last)
+{
+    bool found = false;
+
+    *first = *last = 0;
+    for (uint32_t f = 0; f < opt.flows; f++) {
+        const uint64_t *seen = d->flows[f].seen;
+        uint64_t n = flow_sent(d, f);
+        uint64_t n_words = (n + 63) / 64;
+        uint64_t w;
+
+        for (w = 0; w < n_words && !missing_bits(seen, w, n); w++) {
+            continue;
+        }
+        if (w == n_words) {
+            continue;
+        }
+        uint64_t g = (w * 64 + __builtin_ctzll(missing_bits(seen, w, n)))
+                     * opt.flows + f;
+        if (!found || g < *first) {
+            *first = g;
+        }
+        for (w = n_words - 1; !missing_bits(seen, w, n); w--) {
+            continue;
+        }
+        g = (w * 64 + 63 - __builtin_clzll(missing_bits(seen, w, n)))
+            * opt.flows + f;
+        if (!found || g > *last) {
+            *last = g;
+        }
+        found = true;
+    }
+    return found;
+}
+
 /* Receives and checks one burst on every port in use. */
 static void
 receive_all(uint64_t now)
@@ -994,10 +1128,82 @@ format_stats(char *buf, size_t size, const char *prefix, uint64_t now)
     snprintf(buf, size, "%s sent=%"PRIu64" received=%"PRIu64" lost=%"PRIu64
              " reordered=%"PRIu64" duplicated=%"PRIu64" corrupted=%"PRIu64
              " tx_refused=%"PRIu64" bytes=%"PRIu64" max_rx_gap_ms=%"PRIu64
-             " link_down_events=%"PRIu64" duration_ms=%"PRIu64,
+             " link_down_events=%"PRIu64" duration_ms=%"PRIu64
+             " foreign=%"PRIu64" mem_events=%"PRIu64,
              prefix, sent, received, sent - received, reordered, duplicated,
              corrupted, tx_refused, bytes, tsc_to_ms(max_rx_gap_tsc),
-             link_down_events, start_tsc ? tsc_to_ms(end - start_tsc) : 0);
+             link_down_events, start_tsc ? tsc_to_ms(end - start_tsc) : 0,
+             foreign, __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+}
+
+/* Formats the final result line into 'buf': the statistics and when the
+ * lost packets were sent. */
+static void
+format_result(char *buf, size_t size, uint64_t now)
+{
+    int64_t first_ms = -1, last_ms = -1;
+    size_t len;
+
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        const struct direction *d = &dirs[i];
+        uint64_t first, last;
+
+        if (find_lost(d, &first, &last)) {
+            int64_t a = send_time_ms(d, first);
+            int64_t b = send_time_ms(d, last);
+
+            first_ms = first_ms < 0 ? a : RTE_MIN(first_ms, a);
+            last_ms = RTE_MAX(last_ms, b);
+        }
+    }
+    format_stats(buf, size, "verify:", now);
+    len = strlen(buf);
+    snprintf(buf + len, size - len, " loss_first_ms=%"PRId64
+             " loss_last_ms=%"PRId64" start_unix_ms=%"PRIu64,
+             first_ms, last_ms, start_unix_ms);
+}
+
+/* Counts DPDK memory events (hugepages mapped into or unmapped from this
+ * process), each of which makes net_virtio_user send the switch a new
+ * memory table.  Called by EAL in the thread that allocates or frees. */
+static void
+mem_event_callback(enum rte_mem_event type __rte_unused, const void *addr,
+                   size_t len __rte_unused, void *arg __rte_unused)
+{
+    const struct rte_memseg_list *msl = rte_mem_virt2memseg_list(addr);
+
+    if (msl && !msl->external) {
+        __atomic_fetch_add(&mem_events, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* Carries out --grow-mem at 'now'. */
+static void
+grow_mem_step(uint64_t now)
+{
+    uint64_t ms = tsc_to_ms(now - start_tsc);
+
+    if (grow_state == 0 && ms >= opt.grow_at_ms) {
+        grow_state = 1;
+        grow_block = rte_malloc("vgv_grow", opt.grow_mb << 20, 0);
+        if (!grow_block) {
+            grow_failures++;
+            fprintf(stderr, "vhost-guest-verify: cannot allocate %"PRIu64
+                    " MiB for --grow-mem: %s\n", opt.grow_mb,
+                    rte_strerror(rte_errno));
+        } else {
+            fprintf(stderr, "vhost-guest-verify: allocated %"PRIu64" MiB "
+                    "(%"PRIu64" memory events so far)\n", opt.grow_mb,
+                    __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+        }
+    } else if (grow_state == 1 && ms >= opt.grow_at_ms + opt.grow_hold_ms) {
+        grow_state = 2;
+        rte_free(grow_block);
+        grow_block = NULL;
+        fprintf(stderr, "vhost-guest-verify: freed the --grow-mem block "
+                "(%"PRIu64" memory events so far)\n",
+                __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+    }
 }
 
 /* Atomically replaces the contents of the stats file with 'line'. */
@@ -1237,6 +1443,7 @@ run(void)
     uint64_t duration_tsc = opt.duration * hz;
     uint64_t next_link_poll, next_interval, drain_end = 0;
     int signals_seen = 0;
+    struct timespec ts;
     char line[512];
 
     poll_links();
@@ -1244,6 +1451,8 @@ run(void)
     any_rx = false;
     counting = true;
     start_tsc = rte_get_tsc_cycles();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    start_unix_ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     next_link_poll = start_tsc + ms_to_tsc(VGV_LINK_POLL_MS);
     next_interval = start_tsc + ms_to_tsc(opt.interval_ms);
     for (unsigned int i = 0; i < n_dirs; i++) {
@@ -1257,8 +1466,12 @@ run(void)
 
         if (sending) {
             for (unsigned int i = 0; i < n_dirs; i++) {
+                mark_send_time(&dirs[i], now);
                 send_burst(&dirs[i], now);
             }
+        }
+        if (opt.grow_mb && grow_state < 2) {
+            grow_mem_step(now);
         }
 
         receive_all(now);
@@ -1347,6 +1560,15 @@ main(int argc, char *argv[])
     signal(SIGINT, signal_handler);
     signal(SIGTERM, signal_handler);
     hz = rte_get_tsc_hz();
+    if (rte_mem_event_callback_register("vgv_mem_event", mem_event_callback,
+                                        NULL)) {
+        /* ENOTSUP with --legacy-mem or --no-huge: memory never changes. */
+        if (opt.grow_mb) {
+            fprintf(stderr, "vhost-guest-verify: memory events are not "
+                    "available (%s): --grow-mem cannot change the memory "
+                    "table\n", rte_strerror(rte_errno));
+        }
+    }
 
     ports[n_ports++] = opt.tx_port;
     if (opt.rx_port != opt.tx_port) {
@@ -1379,6 +1601,15 @@ main(int argc, char *argv[])
         }
         for (uint32_t j = 0; j < opt.flows; j++) {
             d->flows[j].seen = d->bitmap + j * (max_seq / 64);
+        }
+        d->marks = mmap(NULL, VGV_MAX_MARKS * sizeof *d->marks,
+                        PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (d->marks == MAP_FAILED) {
+            fprintf(stderr, "vhost-guest-verify: cannot map the send time "
+                    "marks: %s\n", rte_strerror(errno));
+            d->marks = NULL;
+            goto out_eal;
         }
     }
 
@@ -1428,7 +1659,11 @@ main(int argc, char *argv[])
     fprintf(stderr, "vhost-guest-verify: sending\n");
     run();
 
-    format_stats(line, sizeof line, "verify:", rte_get_tsc_cycles());
+    if (grow_block) {
+        rte_free(grow_block);
+        grow_block = NULL;
+    }
+    format_result(line, sizeof line, rte_get_tsc_cycles());
     printf("%s\n", line);
     fflush(stdout);
     write_stats_file(line);
@@ -1447,12 +1682,8 @@ main(int argc, char *argv[])
         fprintf(stderr, "vhost-guest-verify: discarded %"PRIu64" frames "
                 "received before the traffic started\n", discarded);
     }
-    if (foreign) {
-        fprintf(stderr, "vhost-guest-verify: ignored %"PRIu64" frames of "
-                "other EtherTypes\n", foreign);
-    }
 
-    ret = corrupted ? 1 : 0;
+    ret = corrupted || grow_failures ? 1 : 0;
     for (unsigned int i = 0; i < n_dirs; i++) {
         const struct direction *d = &dirs[i];
 
@@ -1490,6 +1721,9 @@ out_eal:
     for (unsigned int i = 0; i < n_dirs; i++) {
         if (dirs[i].bitmap) {
             munmap(dirs[i].bitmap, dirs[i].bitmap_size);
+        }
+        if (dirs[i].marks) {
+            munmap(dirs[i].marks, VGV_MAX_MARKS * sizeof *dirs[i].marks);
         }
     }
     rte_eal_cleanup();
