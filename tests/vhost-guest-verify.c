@@ -63,6 +63,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -205,9 +206,10 @@ static bool sending;
 static uint64_t hz;
 static uint64_t start_unix_ms;      /* Wall clock at 'start_tsc'. */
 
-static void *grow_block;            /* Held by --grow-mem. */
-static int grow_state;              /* 0 before, 1 holding, 2 done. */
-static uint64_t grow_failures;
+static pthread_t grow_thread;        /* Runs --grow-mem. */
+static bool grow_started;
+static bool grow_stop;               /* Tells 'grow_thread' to finish. */
+static bool grow_failed;             /* Written by 'grow_thread'. */
 static uint64_t mem_events;         /* Written by the EAL callback. */
 
 static volatile sig_atomic_t n_signals;
@@ -1177,33 +1179,54 @@ mem_event_callback(enum rte_mem_event type __rte_unused, const void *addr,
     }
 }
 
-/* Carries out --grow-mem at 'now'. */
-static void
-grow_mem_step(uint64_t now)
+/* Waits until 'ms' ms after the start, or until told to finish.  Returns
+ * false in the latter case. */
+static bool
+grow_wait(uint64_t ms)
 {
-    uint64_t ms = tsc_to_ms(now - start_tsc);
+    uint64_t until = start_tsc + ms_to_tsc(ms);
 
-    if (grow_state == 0 && ms >= opt.grow_at_ms) {
-        grow_state = 1;
-        grow_block = rte_malloc("vgv_grow", opt.grow_mb << 20, 0);
-        if (!grow_block) {
-            grow_failures++;
-            fprintf(stderr, "vhost-guest-verify: cannot allocate %"PRIu64
-                    " MiB for --grow-mem: %s\n", opt.grow_mb,
-                    rte_strerror(rte_errno));
-        } else {
-            fprintf(stderr, "vhost-guest-verify: allocated %"PRIu64" MiB "
-                    "(%"PRIu64" memory events so far)\n", opt.grow_mb,
-                    __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+    for (;;) {
+        uint64_t now = rte_get_tsc_cycles();
+
+        if (__atomic_load_n(&grow_stop, __ATOMIC_ACQUIRE)) {
+            return false;
+        } else if (now >= until) {
+            return true;
         }
-    } else if (grow_state == 1 && ms >= opt.grow_at_ms + opt.grow_hold_ms) {
-        grow_state = 2;
-        rte_free(grow_block);
-        grow_block = NULL;
-        fprintf(stderr, "vhost-guest-verify: freed the --grow-mem block "
-                "(%"PRIu64" memory events so far)\n",
-                __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+        usleep(RTE_MIN(tsc_to_ms(until - now) * 1000 + 100, 10000));
     }
+}
+
+/* Carries out --grow-mem in a thread of its own, so that the main loop
+ * keeps sending and receiving while net_virtio_user, called back in this
+ * thread, pauses the vrings and sends the new memory table: a guest whose
+ * other threads allocate memory while its data path runs. */
+static void *
+grow_main(void *arg __rte_unused)
+{
+    void *block;
+
+    if (!grow_wait(opt.grow_at_ms)) {
+        return NULL;
+    }
+    block = rte_malloc("vgv_grow", opt.grow_mb << 20, 0);
+    if (!block) {
+        fprintf(stderr, "vhost-guest-verify: cannot allocate %"PRIu64" MiB "
+                "for --grow-mem: %s\n", opt.grow_mb,
+                rte_strerror(rte_errno));
+        __atomic_store_n(&grow_failed, true, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    fprintf(stderr, "vhost-guest-verify: allocated %"PRIu64" MiB (%"PRIu64
+            " memory events so far)\n", opt.grow_mb,
+            __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+    grow_wait(opt.grow_at_ms + opt.grow_hold_ms);
+    rte_free(block);
+    fprintf(stderr, "vhost-guest-verify: freed the --grow-mem block (%"PRIu64
+            " memory events so far)\n",
+            __atomic_load_n(&mem_events, __ATOMIC_RELAXED));
+    return NULL;
 }
 
 /* Atomically replaces the contents of the stats file with 'line'. */
@@ -1460,6 +1483,17 @@ run(void)
         dirs[i].tokens = RTE_MIN((double) opt.burst, opt.rate);
     }
     sending = true;
+    if (opt.grow_mb) {
+        int err = pthread_create(&grow_thread, NULL, grow_main, NULL);
+
+        if (err) {
+            fprintf(stderr, "vhost-guest-verify: cannot start the "
+                    "--grow-mem thread: %s\n", rte_strerror(err));
+            grow_failed = true;
+        } else {
+            grow_started = true;
+        }
+    }
 
     for (;;) {
         uint64_t now = rte_get_tsc_cycles();
@@ -1469,9 +1503,6 @@ run(void)
                 mark_send_time(&dirs[i], now);
                 send_burst(&dirs[i], now);
             }
-        }
-        if (opt.grow_mb && grow_state < 2) {
-            grow_mem_step(now);
         }
 
         receive_all(now);
@@ -1659,9 +1690,9 @@ main(int argc, char *argv[])
     fprintf(stderr, "vhost-guest-verify: sending\n");
     run();
 
-    if (grow_block) {
-        rte_free(grow_block);
-        grow_block = NULL;
+    if (grow_started) {
+        __atomic_store_n(&grow_stop, true, __ATOMIC_RELEASE);
+        pthread_join(grow_thread, NULL);
     }
     format_result(line, sizeof line, rte_get_tsc_cycles());
     printf("%s\n", line);
@@ -1683,7 +1714,7 @@ main(int argc, char *argv[])
                 "received before the traffic started\n", discarded);
     }
 
-    ret = corrupted || grow_failures ? 1 : 0;
+    ret = corrupted || grow_failed ? 1 : 0;
     for (unsigned int i = 0; i < n_dirs; i++) {
         const struct direction *d = &dirs[i];
 
