@@ -57,6 +57,9 @@ static struct dpdk_dma_dev *dma_devs OVS_GUARDED_BY(dma_mutex);
 static size_t n_dma_devs OVS_GUARDED_BY(dma_mutex);
 static bool vhost_async_enabled;
 static unsigned int dma_ring_size;     /* 0: the default. */
+/* The fewest descriptors of a ready DMA device (0: none is ready).  Written
+ * once at start-up, before any vhost device exists. */
+static atomic_uint16_t min_ring_size;
 
 /* other_config:vhost-async-min-size: frames shorter than this are copied by
  * the CPU when that keeps their queue's order (0: every frame by DMA). */
@@ -193,7 +196,24 @@ dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
     }
     VLOG_INFO("DMA device %s (id %d) ready: 1 vchannel, %"PRIu16
               " descriptors", info->dev_name, id, vchan_conf.nb_desc);
+
+    uint16_t min;
+    atomic_read_relaxed(&min_ring_size, &min);
+    if (!min || vchan_conf.nb_desc < min) {
+        atomic_store_relaxed(&min_ring_size, vchan_conf.nb_desc);
+    }
     return true;
+}
+
+/* Returns the number of descriptors of the smallest DMA ring in use for
+ * vhost async, or 0 if no DMA device is. */
+uint16_t
+dpdk_dma_min_ring_size(void)
+{
+    uint16_t min;
+
+    atomic_read_relaxed(&min_ring_size, &min);
+    return min;
 }
 
 static void

@@ -47,6 +47,7 @@ bool dpdk_vhost_async_enabled(void);
  * DMA copy of a small frame costs the PMD thread more than a CPU copy. */
 void dpdk_dma_set_config(const struct smap *ovs_other_config);
 uint32_t dpdk_dma_async_min_size(void);
+uint16_t dpdk_dma_min_ring_size(void);
 
 struct ds;
 void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);

@@ -173,6 +173,31 @@ vhost_async_socket_flags(void)
     return dpdk_vhost_async_enabled() ? RTE_VHOST_USER_ASYNC_COPY : 0;
 }
 
+/* Warns if a vring of vhost device 'vid' has more descriptors than the
+ * smallest DMA ring: a burst that fills such a vring cannot be submitted
+ * at once, and what does not fit is retried, then dropped and counted. */
+static void
+vhost_async_check_ring_size(int vid, const char *ifname, int n_vrings)
+{
+    uint16_t ring = dpdk_dma_min_ring_size();
+    uint16_t max_size = 0;
+
+    for (int i = 0; i < n_vrings; i++) {
+        struct rte_vhost_vring vring;
+
+        if (!rte_vhost_get_vhost_vring(vid, i, &vring)) {
+            max_size = MAX(max_size, vring.size);
+        }
+    }
+    if (ring && max_size > ring) {
+        VLOG_WARN("vHost Device '%s': the guest's queues have up to %"PRIu16
+                  " descriptors, more than the %"PRIu16" of the smallest "
+                  "DMA ring: copies that do not fit are retried, then "
+                  "dropped and counted (see other_config:"
+                  "vhost-async-dma-ring-size).", ifname, max_size, ring);
+    }
+}
+
 /* Registers an async channel for every vring of new vhost device 'vid'. */
 void
 vhost_async_device_new(int vid, const char *ifname)
@@ -220,6 +245,8 @@ vhost_async_device_new(int vid, const char *ifname)
                       ifname, i);
         }
     }
+
+    vhost_async_check_ring_size(vid, ifname, n_vrings);
 
     atomic_read_explicit(&async_devs[vid], &old, memory_order_acquire);
     atomic_store_explicit(&async_devs[vid], dev, memory_order_release);
