@@ -81,3 +81,24 @@ void
 dpdk_dma_unlock(int16_t id OVS_UNUSED)
 {
 }
+
+void
+dpdk_dma_vhost_enter(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
+{
+}
+
+void
+dpdk_dma_vhost_leave(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
+{
+}
+
+bool
+dpdk_dma_borrow(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
+{
+    return false;
+}
+
+void
+dpdk_dma_give_back(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
+{
+}

@@ -26,6 +26,7 @@
 
 #include <rte_dmadev.h>
 #include <rte_errno.h>
+#include <rte_pause.h>
 #include <rte_spinlock.h>
 #include <rte_vhost_async.h>
 
@@ -72,8 +73,15 @@ static atomic_uint32_t async_min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
 struct dpdk_dma_lock {
     PADDED_MEMBERS(CACHE_LINE_SIZE,
         rte_spinlock_t lock;
+        /* 0, or vid + 1 while the holder is in a vhost call for vhost device
+         * 'vid' (dpdk_dma_vhost_enter()), with DPDK_DMA_LENT added while a
+         * drain has borrowed the device (dpdk_dma_borrow()). */
+        atomic_int vhost_call;
     );
 };
+#define DPDK_DMA_LENT (1 << 30)
+
+static atomic_uint64_t teardown_stats[DPDK_DMA_N_TEARDOWN_STATS];
 static struct dpdk_dma_lock dma_locks[RTE_DMADEV_DEFAULT_MAX]; /* Zero:
                                                                 * unlocked. */
 
@@ -142,6 +150,57 @@ void
 dpdk_dma_unlock(int16_t id)
 {
     rte_spinlock_unlock(&dma_locks[id].lock);
+}
+
+void
+dpdk_dma_count_teardown(enum dpdk_dma_teardown_stat stat, uint64_t n)
+{
+    uint64_t orig;
+
+    atomic_add_relaxed(&teardown_stats[stat], n, &orig);
+}
+
+void
+dpdk_dma_vhost_enter(int16_t id, int vid)
+{
+    atomic_store_explicit(&dma_locks[id].vhost_call, vid + 1,
+                          memory_order_release);
+}
+
+void
+dpdk_dma_vhost_leave(int16_t id, int vid)
+{
+    struct dpdk_dma_lock *l = &dma_locks[id];
+
+    /* Fails while a drain has the device: it only completes copies, and
+     * gives it back before DPDK releases the vring locks we waited for. */
+    for (;;) {
+        int expected = vid + 1;
+
+        if (atomic_compare_exchange_weak_explicit(&l->vhost_call, &expected,
+                                                  0, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            return;
+        }
+        rte_pause();
+    }
+}
+
+bool
+dpdk_dma_borrow(int16_t id, int vid)
+{
+    int expected = vid + 1;
+
+    return atomic_compare_exchange_strong_explicit(
+        &dma_locks[id].vhost_call, &expected, (vid + 1) | DPDK_DMA_LENT,
+        memory_order_acquire, memory_order_relaxed);
+}
+
+void
+dpdk_dma_give_back(int16_t id, int vid)
+{
+    atomic_store_explicit(&dma_locks[id].vhost_call, vid + 1,
+                          memory_order_release);
 }
 
 /* Adds 'n' to the calling thread's counter 'stat'. */
@@ -237,6 +296,18 @@ dpdk_dma_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
                   vhost_async_enabled ? "enabled" : "disabled");
     ds_put_format(&s, "vhost async min size: %"PRIu32" bytes\n",
                   dpdk_dma_async_min_size());
+    if (vhost_async_enabled) {
+        uint64_t n[DPDK_DMA_N_TEARDOWN_STATS];
+
+        for (int i = 0; i < DPDK_DMA_N_TEARDOWN_STATS; i++) {
+            atomic_read_relaxed(&teardown_stats[i], &n[i]);
+        }
+        ds_put_format(&s, "vhost async teardowns: %"PRIu64" copies finished, "
+                      "%"PRIu64" left in flight, %"PRIu64" DMA devices "
+                      "borrowed\n", n[DPDK_DMA_TEARDOWN_FINISHED],
+                      n[DPDK_DMA_TEARDOWN_STUCK],
+                      n[DPDK_DMA_TEARDOWN_BORROWED]);
+    }
     ds_put_format(&s, "DMA devices: %"PRIuSIZE"\n", n_dma_devs);
     for (size_t i = 0; i < n_dma_devs; i++) {
         const struct dpdk_dma_dev *dev = &dma_devs[i];

@@ -70,6 +70,34 @@ void dpdk_dma_lock(int16_t id);
 bool dpdk_dma_trylock(int16_t id);
 void dpdk_dma_unlock(int16_t id);
 
+/* A vhost call that takes a vring lock and waits for it
+ * (rte_vhost_submit_enqueue_burst()) can wait while DPDK holds every vring
+ * lock of that vhost device around a callback in which OVS must complete
+ * the vrings' copies in flight, through this very DMA device: a deadlock
+ * until the callback gives up.  So the holder of DMA device 'id' announces
+ * such a call for vhost device 'vid' with dpdk_dma_vhost_enter() and ends it
+ * with dpdk_dma_vhost_leave().  Meanwhile it cannot use the device: the
+ * callback, which holds the vring locks of 'vid', may borrow it with
+ * dpdk_dma_borrow(), which returns false if the holder is not in such a
+ * call, and must give it back with dpdk_dma_give_back() before it returns.
+ * dpdk_dma_vhost_leave() waits for that. */
+/* What vhost async's vring and device teardowns, which run in DPDK's vhost
+ * thread, did with the copies they found in flight.  OVS's coverage
+ * counters do not fit there: a thread's counts reach the totals only from
+ * that thread's poll loop.  "netdev-dpdk/dma-show" shows them. */
+enum dpdk_dma_teardown_stat {
+    DPDK_DMA_TEARDOWN_FINISHED,     /* Copies completed. */
+    DPDK_DMA_TEARDOWN_STUCK,        /* Copies still in flight after 1 s. */
+    DPDK_DMA_TEARDOWN_BORROWED,     /* Times a DMA device was borrowed. */
+    DPDK_DMA_N_TEARDOWN_STATS
+};
+void dpdk_dma_count_teardown(enum dpdk_dma_teardown_stat, uint64_t n);
+
+void dpdk_dma_vhost_enter(int16_t id, int vid);
+void dpdk_dma_vhost_leave(int16_t id, int vid);
+bool dpdk_dma_borrow(int16_t id, int vid);
+void dpdk_dma_give_back(int16_t id, int vid);
+
 /* Per-thread vhost copy counters, shown by "dpif-netdev/pmd-stats-show".
  * Only the thread itself updates them (the non-PMD thread's under
  * dpif-netdev's non-PMD mutex). */

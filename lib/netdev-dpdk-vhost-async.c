@@ -42,8 +42,11 @@ COVERAGE_DEFINE(vhost_async_tx_ring_full);
 COVERAGE_DEFINE(vhost_async_tx_complete_inline);
 COVERAGE_DEFINE(vhost_async_tx_shared_dma);
 COVERAGE_DEFINE(vhost_async_rx_handover);
-COVERAGE_DEFINE(vhost_async_teardown_cleared);
-COVERAGE_DEFINE(vhost_async_teardown_stuck);
+
+static enum rte_vhost_msg_result vhost_async_pre_msg(int vid, void *msg);
+static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
+    .pre_msg_handle = vhost_async_pre_msg,
+};
 
 /* DPDK's limits: vrings per device, packets per async call. */
 #define VHOST_ASYNC_MAX_VRINGS 256
@@ -247,6 +250,13 @@ vhost_async_device_new(int vid, const char *ifname)
     }
 
     vhost_async_check_ring_size(vid, ifname, n_vrings);
+    if (n_registered
+        && rte_vhost_extern_callback_register(vid, &vhost_async_extern_ops,
+                                              NULL)) {
+        VLOG_WARN("vHost Device '%s': cannot register the vhost-user "
+                  "message hook: copies in flight when the guest disables "
+                  "a queue may never be returned to it.", ifname);
+    }
 
     atomic_read_explicit(&async_devs[vid], &old, memory_order_acquire);
     atomic_store_explicit(&async_devs[vid], dev, memory_order_release);
@@ -295,11 +305,17 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
             if (!(dmas & (UINT64_C(1) << dma))) {
                 continue;
             }
-            /* The device's owner may be waiting for the vring lock that
-             * DPDK holds around this callback while it holds the device:
-             * never wait for the device here, try again next round. */
+            /* Never wait for the device here: its holder may be waiting for
+             * a vring lock that DPDK holds around this callback.  Then it
+             * lends us the device. */
+            bool borrowed = false;
+
             if (!dpdk_dma_trylock(dma)) {
-                continue;
+                if (!locked || !dpdk_dma_borrow(dma, dev->vid)) {
+                    continue;   /* Busy for a moment: try again. */
+                }
+                borrowed = true;
+                dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_BORROWED, 1);
             }
             n = locked
                 ? rte_vhost_clear_queue_thread_unsafe(dev->vid, vring, pkts,
@@ -307,7 +323,11 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                                                       dma, 0)
                 : rte_vhost_clear_queue(dev->vid, vring, pkts,
                                         VHOST_ASYNC_BURST, dma, 0);
-            dpdk_dma_unlock(dma);
+            if (borrowed) {
+                dpdk_dma_give_back(dma, dev->vid);
+            } else {
+                dpdk_dma_unlock(dma);
+            }
             if (n == UINT16_MAX) {
                 /* DPDK says the vring lock is not held after all. */
                 locked = false;
@@ -322,7 +342,7 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
     }
 
     if (cleared) {
-        COVERAGE_ADD(vhost_async_teardown_cleared, cleared);
+        dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_FINISHED, cleared);
         if (vring_is_tx(vring)) {
             counter_add(&vr->async_pkts, cleared);
         } else {
@@ -334,7 +354,7 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                   vring_is_tx(vring) ? "" : " (packets dropped)");
     }
     if (inflight > 0) {
-        COVERAGE_ADD(vhost_async_teardown_stuck, inflight);
+        dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_STUCK, inflight);
         VLOG_WARN("vHost Device '%s': %d copies of queue %d still in flight "
                   "after %d ms: DMA device stuck?", dev->ifname, inflight,
                   vring, VHOST_ASYNC_TEARDOWN_MS);
@@ -369,9 +389,50 @@ vhost_async_device_destroy(int vid, const char *ifname)
     free_cacheline(dev);
 }
 
-/* DPDK calls this with the vring locks held before it stops using a vring
- * and, on a memory table change, before it unmaps the guest's memory: copies
- * in flight must be finished before returning. */
+/* The start of a vhost-user message, as the vhost-user protocol defines it
+ * (DPDK hands the whole message to vhost_async_pre_msg()). */
+struct vhost_async_user_msg {
+    uint32_t request;
+    uint32_t flags;
+    uint32_t size;
+    uint32_t index;             /* SET_VRING_ENABLE: vring. */
+    uint32_t num;               /* SET_VRING_ENABLE: 0 to disable. */
+};
+#define VHOST_ASYNC_USER_SET_VRING_ENABLE 18
+
+/* DPDK calls this for every vhost-user message of vhost device 'vid'
+ * before handling it, with the device's vring locks held for the messages
+ * that change a vring.
+ *
+ * Copies completed once a vring is disabled are never written back to its
+ * used ring: DPDK 22.11 only moves on its own index.  A guest that disables
+ * a vring only to pause it (net_virtio_user does around every memory table
+ * change) and enables it again would never get those descriptors back, and
+ * with VIRTIO_F_IN_ORDER every later frame would come with the length of
+ * another.  So copies in flight on a vring about to be disabled are
+ * completed here, while it is still enabled. */
+static enum rte_vhost_msg_result
+vhost_async_pre_msg(int vid, void *msg_)
+{
+    const struct vhost_async_user_msg *msg = msg_;
+    struct vhost_async_dev *dev;
+
+    if (msg->request == VHOST_ASYNC_USER_SET_VRING_ENABLE && !msg->num) {
+        dev = vhost_async_dev_get(vid);
+        if (dev && msg->index < dev->n_vrings
+            && dev->vrings[msg->index].registered
+            && vring_inflight(&dev->vrings[msg->index])) {
+            vhost_async_vring_drain(dev, msg->index, true,
+                                    time_msec() + VHOST_ASYNC_TEARDOWN_MS);
+        }
+    }
+    return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+}
+
+/* DPDK calls this with the vring locks held after it stopped using a vring
+ * (normally drained already by vhost_async_pre_msg()) and, on a memory
+ * table change, before it unmaps the guest's memory: copies in flight must
+ * be finished before returning. */
 void
 vhost_async_vring_state_changed(int vid, uint16_t vring, int enable)
 {
@@ -559,8 +620,11 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         int n;
 
         dpdk_dma_lock(dma);
+        /* DPDK waits here for the vring lock (see dpdk_dma_vhost_enter()). */
+        dpdk_dma_vhost_enter(dma, vid);
         n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
                                            cnt - sent, dma, 0);
+        dpdk_dma_vhost_leave(dma, vid);
         dpdk_dma_unlock(dma);
         sent += n;
         if (sent >= cnt) {
