@@ -135,6 +135,7 @@ struct options {
     struct rte_ether_addr dst_mac;
     bool ignore_foreign;
     bool no_warmup;
+    bool linger;
     uint64_t grow_mb;               /* --grow-mem, 0 = never. */
     uint64_t grow_at_ms;
     uint64_t grow_hold_ms;
@@ -270,6 +271,11 @@ usage(void)
            "                     net_virtio_user sends to the switch\n"
            "  --grow-at-ms MS    (default 1000)\n"
            "  --grow-hold-ms MS  (default 1000)\n"
+           "  --linger           after the result line, keep the ports\n"
+           "                     open (receiving and dropping) until\n"
+           "                     SIGTERM or SIGINT, so that the switch\n"
+           "                     still has a running device to report\n"
+           "                     statistics for\n"
            "  --no-warmup        start as soon as the links are up; by\n"
            "                     default, once they are, probe frames (not\n"
            "                     counted) are sent every 10 ms until one\n"
@@ -398,6 +404,7 @@ enum {
     OPT_GROW_MEM,
     OPT_GROW_AT_MS,
     OPT_GROW_HOLD_MS,
+    OPT_LINGER,
 };
 
 static const struct option long_options[] = {
@@ -425,6 +432,7 @@ static const struct option long_options[] = {
     {"grow-mem", required_argument, NULL, OPT_GROW_MEM},
     {"grow-at-ms", required_argument, NULL, OPT_GROW_AT_MS},
     {"grow-hold-ms", required_argument, NULL, OPT_GROW_HOLD_MS},
+    {"linger", no_argument, NULL, OPT_LINGER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -541,6 +549,9 @@ parse_options(int argc, char *argv[])
             break;
         case OPT_GROW_HOLD_MS:
             ok = parse_uint(arg, 0, UINT32_MAX, &opt.grow_hold_ms);
+            break;
+        case OPT_LINGER:
+            opt.linger = true;
             break;
         case 'h':
             usage();
@@ -1720,6 +1731,21 @@ main(int argc, char *argv[])
 
         if (d->sent != d->received || d->reordered || d->duplicated) {
             ret = 1;
+        }
+    }
+
+    if (opt.linger) {
+        struct rte_mbuf *pkts[VGV_RX_BURST];
+
+        fprintf(stderr, "vhost-guest-verify: lingering until signalled\n");
+        while (!n_signals) {
+            for (unsigned int i = 0; i < n_ports; i++) {
+                uint16_t n = rte_eth_rx_burst(ports[i], 0, pkts,
+                                              VGV_RX_BURST);
+
+                rte_pktmbuf_free_bulk(pkts, n);
+            }
+            usleep(1000);
         }
     }
 
