@@ -389,6 +389,20 @@ vhost_async_device_destroy(int vid, const char *ifname)
     free_cacheline(dev);
 }
 
+/* Completes the copies in flight on 'vring' of vhost device 'vid' from a
+ * DPDK callback, which holds the device's vring locks. */
+static void
+vhost_async_vring_drain_in_callback(int vid, uint32_t vring)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+
+    if (dev && vring < dev->n_vrings && dev->vrings[vring].registered
+        && vring_inflight(&dev->vrings[vring])) {
+        vhost_async_vring_drain(dev, vring, true,
+                                time_msec() + VHOST_ASYNC_TEARDOWN_MS);
+    }
+}
+
 /* The start of a vhost-user message, as the vhost-user protocol defines it
  * (DPDK hands the whole message to vhost_async_pre_msg()). */
 struct vhost_async_user_msg {
@@ -415,16 +429,9 @@ static enum rte_vhost_msg_result
 vhost_async_pre_msg(int vid, void *msg_)
 {
     const struct vhost_async_user_msg *msg = msg_;
-    struct vhost_async_dev *dev;
 
     if (msg->request == VHOST_ASYNC_USER_SET_VRING_ENABLE && !msg->num) {
-        dev = vhost_async_dev_get(vid);
-        if (dev && msg->index < dev->n_vrings
-            && dev->vrings[msg->index].registered
-            && vring_inflight(&dev->vrings[msg->index])) {
-            vhost_async_vring_drain(dev, msg->index, true,
-                                    time_msec() + VHOST_ASYNC_TEARDOWN_MS);
-        }
+        vhost_async_vring_drain_in_callback(vid, msg->index);
     }
     return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
@@ -436,15 +443,9 @@ vhost_async_pre_msg(int vid, void *msg_)
 void
 vhost_async_vring_state_changed(int vid, uint16_t vring, int enable)
 {
-    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
-
-    if (enable || !dev || vring >= dev->n_vrings
-        || !dev->vrings[vring].registered
-        || !vring_inflight(&dev->vrings[vring])) {
-        return;
+    if (!enable) {
+        vhost_async_vring_drain_in_callback(vid, vring);
     }
-    vhost_async_vring_drain(dev, vring, true,
-                            time_msec() + VHOST_ASYNC_TEARDOWN_MS);
 }
 
 bool
