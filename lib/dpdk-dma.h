@@ -81,6 +81,11 @@ void dpdk_dma_unlock(int16_t id);
  * dpdk_dma_borrow(), which returns false if the holder is not in such a
  * call, and must give it back with dpdk_dma_give_back() before it returns.
  * dpdk_dma_vhost_leave() waits for that. */
+void dpdk_dma_vhost_enter(int16_t id, int vid);
+void dpdk_dma_vhost_leave(int16_t id, int vid);
+bool dpdk_dma_borrow(int16_t id, int vid);
+void dpdk_dma_give_back(int16_t id, int vid);
+
 /* What vhost async's vring and device teardowns, which run in DPDK's vhost
  * thread, did with the copies they found in flight.  OVS's coverage
  * counters do not fit there: a thread's counts reach the totals only from
@@ -92,11 +97,6 @@ enum dpdk_dma_teardown_stat {
     DPDK_DMA_N_TEARDOWN_STATS
 };
 void dpdk_dma_count_teardown(enum dpdk_dma_teardown_stat, uint64_t n);
-
-void dpdk_dma_vhost_enter(int16_t id, int vid);
-void dpdk_dma_vhost_leave(int16_t id, int vid);
-bool dpdk_dma_borrow(int16_t id, int vid);
-void dpdk_dma_give_back(int16_t id, int vid);
 
 /* Per-thread vhost copy counters, shown by "dpif-netdev/pmd-stats-show".
  * Only the thread itself updates them (the non-PMD thread's under
