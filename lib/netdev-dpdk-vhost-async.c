@@ -42,6 +42,7 @@ COVERAGE_DEFINE(vhost_async_tx_ring_full);
 COVERAGE_DEFINE(vhost_async_tx_complete_inline);
 COVERAGE_DEFINE(vhost_async_tx_shared_dma);
 COVERAGE_DEFINE(vhost_async_rx_handover);
+COVERAGE_DEFINE(vhost_rx_guest_frame_dropped);
 
 static enum rte_vhost_msg_result vhost_async_pre_msg(int vid, void *msg);
 static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
@@ -58,6 +59,11 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 #define VHOST_ASYNC_INLINE_POLLS 4096
 #define VHOST_ASYNC_TEARDOWN_MS 1000
 
+/* Dequeue: after this many polls in a row that found nothing to dequeue and
+ * nothing in flight, vhost_async_recv() lets DPDK's synchronous dequeue look
+ * at the vring once (see there). */
+#define VHOST_ASYNC_RX_STALL_POLLS 8
+
 struct vhost_async_vring {
     PADDED_MEMBERS(CACHE_LINE_SIZE,
         bool registered;            /* Has an async channel. */
@@ -70,6 +76,8 @@ struct vhost_async_vring {
                                      * -1 if none yet. */
         bool rx_small;              /* Dequeue: the latest packets received
                                      * were all small: copy by CPU. */
+        unsigned int rx_idle;       /* Dequeue: polls in a row that found
+                                     * nothing, with nothing in flight. */
         atomic_uint64_t async_pkts; /* Packets copied by DMA. */
         atomic_uint64_t cpu_pkts;   /* Packets copied by the CPU. */
         atomic_uint64_t dropped;    /* Tx: packets not accepted; Rx: copies
@@ -174,6 +182,26 @@ uint64_t
 vhost_async_socket_flags(void)
 {
     return dpdk_vhost_async_enabled() ? RTE_VHOST_USER_ASYNC_COPY : 0;
+}
+
+/* Returns the virtio features that a vhost-user socket must not offer with
+ * vhost async: packed virtqueues.
+ *
+ * DPDK 22.11's async dequeue on a packed ring frees an mbuf twice when it
+ * cannot set up a descriptor chain's copies (lib/vhost/virtio_net.c:
+ * virtio_dev_tx_async_single_packed() frees the mbuf when desc_to_mbuf()
+ * fails, and virtio_dev_tx_async_packed() then bulk-frees from the same
+ * index), which a guest can cause with long chains: a corrupted mempool in
+ * the switch.  DPDK's synchronous path, which the small-packet policy and
+ * threads without a DMA device use, is also unsafe on a packed ring while
+ * async copies are in flight (its batch paths assume last_used_idx ==
+ * last_avail_idx).  A guest that asks for packed rings gets split rings,
+ * which every virtio driver supports. */
+uint64_t
+vhost_async_socket_unsupported_features(void)
+{
+    return dpdk_vhost_async_enabled()
+           ? UINT64_C(1) << VIRTIO_F_RING_PACKED : 0;
 }
 
 /* Warns if a vring of vhost device 'vid' has more descriptors than the
@@ -689,24 +717,92 @@ vhost_async_rx_collect(struct vhost_async_dev *dev, uint16_t vring,
     return n;
 }
 
+/* Returns how many descriptor chains of 'vring' of vhost device 'vid' were
+ * consumed between the available indexes 'before' and 'after'
+ * (rte_vhost_get_vring_base()), or UINT16_MAX if that cannot be told. */
+static uint16_t
+vhost_vring_consumed(int vid, uint16_t vring, uint16_t before,
+                     uint16_t after)
+{
+    struct rte_vhost_vring vr;
+    uint64_t features;
+
+    if (!((before ^ after) & 0x8000)
+        || rte_vhost_get_negotiated_features(vid, &features)
+        || !(features & (UINT64_C(1) << VIRTIO_F_RING_PACKED))) {
+        /* A split ring's index runs freely modulo 2^16. */
+        return after - before;
+    }
+    /* A packed ring's index is below the ring size, with the wrap counter
+     * in bit 15, which flipped. */
+    if (rte_vhost_get_vhost_vring(vid, vring, &vr)) {
+        return UINT16_MAX;
+    }
+    return (after & 0x7fff) + vr.size - (before & 0x7fff);
+}
+
+/* Dequeues up to 'count' packets from 'vring' of vhost device 'vid' into
+ * 'pkts' with DPDK's synchronous API, allocating from 'mp'.
+ *
+ * DPDK drops a frame that it cannot put in one mbuf of 'mp' (the guest's
+ * MTU is larger than the port's) or that is no larger than the virtio-net
+ * header: it consumes the frame's descriptors, returns the frames before
+ * it, and logs an error once per process.  Such drops are added to
+ * '*dropped', told from how far the vring's available index moved. */
+uint16_t
+vhost_dequeue_burst(int vid, uint16_t vring, struct rte_mempool *mp,
+                    struct rte_mbuf **pkts, uint16_t count,
+                    unsigned int *dropped)
+{
+    uint16_t before, after, used, consumed, n;
+
+    if (OVS_UNLIKELY(rte_vhost_get_vring_base(vid, vring, &before, &used))) {
+        return rte_vhost_dequeue_burst(vid, vring, mp, pkts, count);
+    }
+    n = rte_vhost_dequeue_burst(vid, vring, mp, pkts, count);
+    if (n < count
+        && !rte_vhost_get_vring_base(vid, vring, &after, &used)
+        && after != before) {
+        consumed = vhost_vring_consumed(vid, vring, before, after);
+        /* Only this thread dequeues from 'vring'; a guest that reconnected
+         * meanwhile may have moved the index further. */
+        if (OVS_UNLIKELY(consumed > n && consumed <= count)) {
+            *dropped += consumed - n;
+            COVERAGE_ADD(vhost_rx_guest_frame_dropped, consumed - n);
+        }
+    }
+    return n;
+}
+
 /* Receives up to 'count' packets from 'vring' of vhost device 'vid', which
  * must be active, into 'pkts', allocating from 'mp'.  Only the thread that
- * polls the rx queue calls this.
+ * polls the rx queue calls this.  Adds the guest's frames that could not
+ * be received (see vhost_dequeue_burst()) to '*dropped'.
  *
  * A dequeue does not know the size of the packets it is about to copy, so
  * the small-packet policy goes by the latest packets received: while they
  * are all shorter than the minimum size, the queue is copied by the CPU
  * (after the copies in flight have been collected, so that order is
- * kept), and by DMA again from the first burst with a larger packet. */
+ * kept), and by DMA again from the first burst with a larger packet.
+ *
+ * DPDK's async dequeue stops at a frame that it cannot put in an mbuf, or
+ * that is no larger than the virtio-net header, without consuming it
+ * (lib/vhost/virtio_net.c, virtio_dev_tx_async_split(): the "dropped"
+ * breaks leave last_avail_idx on that frame): the queue would stall there
+ * for good.  So after a few polls that found nothing to dequeue and
+ * nothing in flight, DPDK's synchronous dequeue, which drops such a frame,
+ * looks at the vring once.  Nothing is in flight, so it cannot overtake an
+ * async copy. */
 uint16_t
 vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
-                 struct rte_mbuf **pkts, uint16_t count)
+                 struct rte_mbuf **pkts, uint16_t count,
+                 unsigned int *dropped)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
     struct vhost_async_vring *vr = &dev->vrings[vring];
     int16_t dma = dpdk_dma_thread_id();
     int nr_inflight = -1;
-    uint16_t n;
+    uint16_t n = 0;
 
     if (OVS_UNLIKELY(vr->rx_dma >= 0 && (vr->rx_dma != dma || vr->rx_small))
         && vring_inflight(vr) > 0) {
@@ -719,13 +815,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         return vhost_async_rx_collect(dev, vring, pkts, count);
     }
 
-    if (dma < 0 || vr->rx_small) {
-        n = rte_vhost_dequeue_burst(vid, vring, mp, pkts, count);
-        if (n) {
-            counter_add(&vr->cpu_pkts, n);
-            dpdk_dma_count(DPDK_DMA_RX_CPU, n);
-        }
-    } else {
+    if (dma >= 0 && !vr->rx_small) {
         dpdk_dma_lock(dma);
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
                                               &nr_inflight, dma, 0);
@@ -738,8 +828,25 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
             }
         }
         if (n) {
+            vr->rx_idle = 0;
             counter_add(&vr->async_pkts, n);
             dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+        } else if (nr_inflight
+                   || ++vr->rx_idle < VHOST_ASYNC_RX_STALL_POLLS) {
+            if (nr_inflight) {
+                vr->rx_idle = 0;
+            }
+            return 0;
+        }
+    }
+    if (dma < 0 || vr->rx_small || !n) {
+        /* CPU copies, or the check for a frame that stalls the async
+         * dequeue (see above). */
+        vr->rx_idle = 0;
+        n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
+        if (n) {
+            counter_add(&vr->cpu_pkts, n);
+            dpdk_dma_count(DPDK_DMA_RX_CPU, n);
         }
     }
 

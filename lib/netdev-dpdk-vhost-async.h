@@ -30,8 +30,9 @@ struct rte_mempool;
  * DMA-dev devices of lib/dpdk-dma.c).
  *
  * With other_config:vhost-async-support=true, vhost-user sockets are
- * registered with RTE_VHOST_USER_ASYNC_COPY and every vring of a new
- * device gets an async channel.  State is kept per vhost device id ('vid'):
+ * registered with RTE_VHOST_USER_ASYNC_COPY, without packed virtqueues
+ * (guests get split rings), and every vring of a new device gets an async
+ * channel.  State is kept per vhost device id ('vid'):
  * it is created when DPDK reports a new device and freed when it reports
  * the device destroyed, after netdev-dpdk has made the vid invisible to the
  * PMD threads and waited for them to quiesce.
@@ -50,13 +51,17 @@ struct rte_mempool;
  * Rx (dequeue from the guest): the PMD thread that polls the rx queue
  * dequeues through its DMA device.  When the queue moves to another thread
  * with copies still in flight, the new poller first collects them through
- * the DMA device that carried them.
+ * the DMA device that carried them.  A frame that the async dequeue cannot
+ * take (too large for the port's mbufs, or empty) is dropped and counted
+ * by DPDK's synchronous dequeue, once nothing is in flight: it never stalls
+ * the queue.
  *
  * Teardown: when DPDK disables a vring (before it unmaps guest memory) or
  * destroys the device, in-flight copies are completed synchronously,
  * bounded in time; what cannot be completed is logged and counted. */
 
 uint64_t vhost_async_socket_flags(void);
+uint64_t vhost_async_socket_unsupported_features(void);
 
 /* DPDK vhost callbacks. */
 void vhost_async_device_new(int vid, const char *ifname);
@@ -69,7 +74,15 @@ int vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
                      struct rte_mbuf **pkts, int cnt, int max_retries,
                      int *retries);
 uint16_t vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *,
-                          struct rte_mbuf **pkts, uint16_t count);
+                          struct rte_mbuf **pkts, uint16_t count,
+                          unsigned int *dropped);
+
+/* DPDK's synchronous dequeue, which counts the guest's frames it drops
+ * (too large for the port's mbufs, or empty) in '*dropped': for vhost-user
+ * ports with or without vhost async. */
+uint16_t vhost_dequeue_burst(int vid, uint16_t vring, struct rte_mempool *,
+                             struct rte_mbuf **pkts, uint16_t count,
+                             unsigned int *dropped);
 
 /* Statistics. */
 void vhost_async_get_custom_stats(int vid, int n_rxq, int n_txq,
