@@ -45,8 +45,10 @@ COVERAGE_DEFINE(vhost_async_rx_handover);
 COVERAGE_DEFINE(vhost_rx_guest_frame_dropped);
 
 static enum rte_vhost_msg_result vhost_async_pre_msg(int vid, void *msg);
+static enum rte_vhost_msg_result vhost_async_post_msg(int vid, void *msg);
 static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
     .pre_msg_handle = vhost_async_pre_msg,
+    .post_msg_handle = vhost_async_post_msg,
 };
 
 /* DPDK's limits: vrings per device, packets per async call. */
@@ -90,6 +92,8 @@ struct vhost_async_dev {
     int vid;
     char *ifname;
     int n_vrings;
+    bool in_mem_table;          /* DPDK is handling SET_MEM_TABLE.  Only
+                                 * DPDK's vhost thread uses it. */
     struct vhost_async_vring vrings[VHOST_ASYNC_MAX_VRINGS];
 };
 
@@ -440,6 +444,7 @@ struct vhost_async_user_msg {
     uint32_t index;             /* SET_VRING_ENABLE: vring. */
     uint32_t num;               /* SET_VRING_ENABLE: 0 to disable. */
 };
+#define VHOST_ASYNC_USER_SET_MEM_TABLE 5
 #define VHOST_ASYNC_USER_SET_VRING_ENABLE 18
 
 /* DPDK calls this for every vhost-user message of vhost device 'vid'
@@ -457,9 +462,27 @@ static enum rte_vhost_msg_result
 vhost_async_pre_msg(int vid, void *msg_)
 {
     const struct vhost_async_user_msg *msg = msg_;
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
 
+    if (dev) {
+        /* A message that failed gets no post_msg_handle() call. */
+        dev->in_mem_table = msg->request == VHOST_ASYNC_USER_SET_MEM_TABLE;
+    }
     if (msg->request == VHOST_ASYNC_USER_SET_VRING_ENABLE && !msg->num) {
         vhost_async_vring_drain_in_callback(vid, msg->index);
+    }
+    return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+}
+
+/* DPDK calls this for every vhost-user message of vhost device 'vid' that
+ * it handled without an error. */
+static enum rte_vhost_msg_result
+vhost_async_post_msg(int vid, void *msg OVS_UNUSED)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+
+    if (dev) {
+        dev->in_mem_table = false;
     }
     return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
@@ -467,13 +490,26 @@ vhost_async_pre_msg(int vid, void *msg_)
 /* DPDK calls this with the vring locks held after it stopped using a vring
  * (normally drained already by vhost_async_pre_msg()) and, on a memory
  * table change, before it unmaps the guest's memory: copies in flight must
- * be finished before returning. */
-void
+ * be finished before returning.
+ *
+ * Returns false if the application must ignore the change: with async
+ * copies, DPDK 22.11 reports every vring of the device disabled, then
+ * enabled, around a memory table change, whatever the guest had enabled
+ * (lib/vhost/vhost_user.c, vhost_user_set_mem_table(), lines 1305-1311
+ * and 1403-1406), only so that the application stops its DMA copies.
+ * Passed on, the "enabled" would have OVS send into vrings that the guest
+ * never enabled.  The guest's own state does not change, and DPDK holds
+ * every vring lock of the device until the new table is in place, so no
+ * copy can start meanwhile. */
+bool
 vhost_async_vring_state_changed(int vid, uint16_t vring, int enable)
 {
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+
     if (!enable) {
         vhost_async_vring_drain_in_callback(vid, vring);
     }
+    return !dev || !dev->in_mem_table;
 }
 
 bool
