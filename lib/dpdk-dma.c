@@ -30,6 +30,7 @@
 #include <rte_spinlock.h>
 #include <rte_vhost_async.h>
 
+#include "dpdk-dma-guard.h"
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/list.h"
 #include "openvswitch/vlog.h"
@@ -253,6 +254,12 @@ dpdk_dma_setup(int16_t id, const struct rte_dma_info *info)
         rte_dma_stop(id);
         return false;
     }
+    if (!dpdk_dma_guard_install(id, info->dev_name)) {
+        VLOG_WARN("DMA device %s (id %d): cannot watch it for errors and "
+                  "stalls; not used", info->dev_name, id);
+        rte_dma_stop(id);
+        return false;
+    }
     VLOG_INFO("DMA device %s (id %d) ready: 1 vchannel, %"PRIu16
               " descriptors", info->dev_name, id, vchan_conf.nb_desc);
 
@@ -338,6 +345,7 @@ dpdk_dma_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
                           ", errors %"PRIu64"\n", stats.submitted,
                           stats.completed, stats.errors);
         }
+        dpdk_dma_guard_format(&s, dev->id);
     }
     ovs_mutex_unlock(&dma_mutex);
     unixctl_command_reply(conn, ds_cstr(&s));
@@ -437,6 +445,9 @@ dpdk_dma_init(const struct smap *ovs_other_config)
 
     unixctl_command_register("netdev-dpdk/dma-show", "", 0, 0,
                              dpdk_dma_show, NULL);
+    if (vhost_async_enabled) {
+        dpdk_dma_guard_register_injector();
+    }
 }
 
 /* Appends to 'reply' the line of "dpif-netdev/pmd-stats-show" that names
@@ -459,8 +470,10 @@ dpdk_dma_format_pmd(struct ds *reply, unsigned int core_id)
         }
     }
     if (owned) {
-        ds_put_format(reply, "  vhost async DMA device: %s (id %d)\n",
-                      owned->name, owned->id);
+        ds_put_format(reply, "  vhost async DMA device: %s (id %d)%s\n",
+                      owned->name, owned->id,
+                      dpdk_dma_guard_quarantined(owned->id)
+                      ? ", quarantined: CPU copy" : "");
     } else {
         ds_put_cstr(reply, "  vhost async DMA device: none, CPU copy\n");
     }
@@ -623,9 +636,11 @@ dpdk_dma_thread_release(void)
 }
 
 /* Returns the calling thread's DMA device id, or -1 if it copies with the
- * CPU. */
+ * CPU (it has none, or its device is quarantined). */
 int16_t
 dpdk_dma_thread_id(void)
 {
-    return *thread_dma_id_get();
+    int16_t id = *thread_dma_id_get();
+
+    return id >= 0 && !dpdk_dma_guard_quarantined(id) ? id : -1;
 }

@@ -29,6 +29,7 @@
 
 #include "coverage.h"
 #include "dpdk-dma.h"
+#include "dpdk-dma-guard.h"
 #include "dpif-netdev-defer.h"
 #include "netdev.h"
 #include "openvswitch/vlog.h"
@@ -386,7 +387,20 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                   vring_is_tx(vring) ? "" : " (packets dropped)");
     }
     if (inflight > 0) {
+        /* DPDK frees the vring's async state, and may unmap the guest's
+         * memory, when this returns: the devices that still hold its
+         * copies must take no more.  Their guards stop a device that
+         * completes nothing for DPDK_DMA_GUARD_STALL_MS, well within the
+         * deadline, and then finish its copies with the CPU, so this
+         * happens only where the CPU cannot (IOVA as PA): the stopped
+         * device writes nothing late. */
         dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_STUCK, inflight);
+        for (int16_t dma = 0; dma < 64; dma++) {
+            if (dmas & (UINT64_C(1) << dma)) {
+                dpdk_dma_guard_quarantine(dma, "copies stuck at a vring "
+                                          "teardown");
+            }
+        }
         VLOG_WARN("vHost Device '%s': %d copies of queue %d still in flight "
                   "after %d ms: DMA device stuck?", dev->ifname, inflight,
                   vring, VHOST_ASYNC_TEARDOWN_MS);
@@ -401,7 +415,6 @@ void
 vhost_async_device_destroy(int vid, const char *ifname)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
-    long long int deadline = time_msec() + VHOST_ASYNC_TEARDOWN_MS;
 
     if (!dev) {
         return;
@@ -410,7 +423,10 @@ vhost_async_device_destroy(int vid, const char *ifname)
         if (!dev->vrings[i].registered) {
             continue;
         }
-        if (!vhost_async_vring_drain(dev, i, false, deadline)
+        /* Each vring has its own deadline: one slow vring must not cut
+         * the drain of the others short. */
+        if (!vhost_async_vring_drain(dev, i, false,
+                                     time_msec() + VHOST_ASYNC_TEARDOWN_MS)
             && rte_vhost_async_channel_unregister(vid, i)) {
             VLOG_WARN("vHost Device '%s': cannot unregister the vhost async "
                       "channel of queue %d.", ifname, i);
@@ -665,6 +681,20 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
                                         retries);
         }
         atomic_read_relaxed(&vr->tx_dma, &dma);
+        if (OVS_UNLIKELY(dma < 0 || dpdk_dma_guard_quarantined(dma))) {
+            /* The copies in flight are on a device that takes no more:
+             * finish them (its guard does what the device cannot), then
+             * copy with the CPU.  Until then the vring is not ours. */
+            vring_inflight_add(vr, -cnt);
+            vhost_async_tx_complete_others(dev, vring, -1);
+            if (!vring_inflight(vr)) {
+                return vhost_async_send_cpu(dev, vring, pkts, cnt,
+                                            max_retries, retries);
+            }
+            rte_pktmbuf_free_bulk(pkts, cnt);
+            counter_add(&vr->dropped, cnt);
+            return cnt;
+        }
         COVERAGE_INC(vhost_async_tx_shared_dma);
     } else if (vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size())
                && !vring_inflight(vr)) {
