@@ -50,16 +50,18 @@ dp_defer_destroy(struct dp_defer *defer)
 }
 
 /* Registers deferred work for queue 'qid' of 'port', to be polled with
- * 'poll', unless it is already registered.  Returns false if the list is
- * full: the caller must then complete that queue's work itself. */
+ * 'poll' and 'cookie', unless it is already registered, in which case its
+ * cookie becomes 'cookie'.  Returns false if the list is full: the caller
+ * must then complete that queue's work itself. */
 bool
 dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
-             int qid)
+             int qid, uint64_t cookie)
 {
     for (size_t i = 0; i < defer->n; i++) {
-        const struct dp_defer_entry *e = &defer->entries[i];
+        struct dp_defer_entry *e = &defer->entries[i];
 
         if (e->port == port && e->qid == qid && e->poll == poll) {
+            e->cookie = cookie;
             return true;
         }
     }
@@ -71,6 +73,7 @@ dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
         .poll = poll,
         .port = port,
         .qid = qid,
+        .cookie = cookie,
     };
     defer->stats.added++;
     return true;
@@ -99,7 +102,7 @@ dp_defer_run(struct dp_defer *defer)
         unsigned int n_completed = 0;
         enum dp_defer_status status;
 
-        status = e->poll(e->port, e->qid, &n_completed);
+        status = e->poll(e->port, e->qid, e->cookie, &n_completed);
         defer->stats.polls++;
         if (!n_completed) {
             defer->stats.empty_polls++;
@@ -265,9 +268,10 @@ dp_defer_thread_get(void)
  * the thread has no list or it is full: the caller must then complete the
  * work itself. */
 bool
-dp_defer_thread_add(dp_defer_poll_func *poll, void *port, int qid)
+dp_defer_thread_add(dp_defer_poll_func *poll, void *port, int qid,
+                    uint64_t cookie)
 {
     struct dp_defer *defer = dp_defer_thread_get();
 
-    return defer && dp_defer_add(defer, poll, port, qid);
+    return defer && dp_defer_add(defer, poll, port, qid, cookie);
 }

@@ -55,14 +55,19 @@ enum dp_defer_status {
 };
 
 /* Polls completions for queue 'qid' of 'port'.  Stores the number of packets
- * whose copies completed in '*n_completed'. */
+ * whose copies completed in '*n_completed'.  'cookie' is what the latest
+ * dp_defer_add() for this entry passed: e.g. how far the queue's copies
+ * must have completed for this thread's own copies to be done, when other
+ * threads send to the same queue. */
 typedef enum dp_defer_status dp_defer_poll_func(void *port, int qid,
+                                                uint64_t cookie,
                                                 unsigned int *n_completed);
 
 struct dp_defer_entry {
     dp_defer_poll_func *poll;
     void *port;
     int qid;
+    uint64_t cookie;
 };
 
 struct dp_defer_stats {
@@ -90,7 +95,7 @@ void dp_defer_init(struct dp_defer *, size_t capacity);
 void dp_defer_destroy(struct dp_defer *);
 
 bool dp_defer_add(struct dp_defer *, dp_defer_poll_func *, void *port,
-                  int qid);
+                  int qid, uint64_t cookie);
 unsigned int dp_defer_run(struct dp_defer *);
 unsigned int dp_defer_run_due(struct dp_defer *, bool busy,
                               long long int now);
@@ -109,7 +114,8 @@ void dp_defer_format_stats(struct ds *, const struct dp_defer *);
  * other thread. */
 void dp_defer_thread_set(struct dp_defer *);
 struct dp_defer *dp_defer_thread_get(void);
-bool dp_defer_thread_add(dp_defer_poll_func *, void *port, int qid);
+bool dp_defer_thread_add(dp_defer_poll_func *, void *port, int qid,
+                         uint64_t cookie);
 
 static inline bool
 dp_defer_is_empty(const struct dp_defer *defer)

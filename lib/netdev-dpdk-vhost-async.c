@@ -57,14 +57,17 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 #define VHOST_ASYNC_BURST 32
 
 /* Bounds on waiting for in-flight copies: when a sending thread completes
- * them itself (it has no deferred-work list, or a full one), and at
- * teardown. */
-#define VHOST_ASYNC_INLINE_POLLS 4096
+ * them itself (it has no deferred-work list, or a full one), with its Tx
+ * queue lock held, and at teardown. */
+#define VHOST_ASYNC_INLINE_POLLS 256
 #define VHOST_ASYNC_TEARDOWN_MS 1000
 
-/* Dequeue: after this many polls in a row that found nothing to dequeue and
- * nothing in flight, vhost_async_recv() lets DPDK's synchronous dequeue look
- * at the vring once (see there). */
+/* Completion polls of one vring in a row, while each finds a full batch. */
+#define VHOST_ASYNC_MAX_POLL_ROUNDS 4
+
+/* Dequeue: polls in a row that found nothing to dequeue and nothing in
+ * flight, after which vhost_async_recv() looks for a frame that the async
+ * dequeue refuses (see there). */
 #define VHOST_ASYNC_RX_STALL_POLLS 8
 
 struct vhost_async_vring {
@@ -81,11 +84,23 @@ struct vhost_async_vring {
                                      * were all small: copy by CPU. */
         unsigned int rx_idle;       /* Dequeue: polls in a row that found
                                      * nothing, with nothing in flight. */
-        atomic_uint64_t async_pkts; /* Packets copied by DMA. */
+        bool rx_waiting;            /* Dequeue: after such polls, the guest
+                                     * had frames waiting... */
+        uint16_t rx_stuck_idx;      /* ...at this available index. */
+        atomic_uint64_t tx_submitted; /* Tx: packets ever submitted (under
+                                       * the Tx queue lock). */
+        atomic_uint64_t tx_orphans; /* Tx: 'tx_submitted' after the latest
+                                     * copies of a thread that could not
+                                     * register them for polling. */
+        atomic_uint64_t async_pkts; /* Packets copied by DMA: for Tx, ever
+                                     * completed, in submission order. */
         atomic_uint64_t cpu_pkts;   /* Packets copied by the CPU. */
         atomic_uint64_t dropped;    /* Tx: packets not accepted; Rx: copies
                                      * completed at teardown, not
                                      * delivered. */
+        atomic_uint64_t tx_undelivered; /* Tx: copies completed at teardown
+                                         * that the guest never got (also
+                                         * in 'async_pkts'). */
     );
 };
 
@@ -267,9 +282,12 @@ vhost_async_device_new(int vid, const char *ifname)
         atomic_init(&vr->tx_dma, -1);
         vr->rx_dma = -1;
         vr->rx_small = rx_small;
+        atomic_init(&vr->tx_submitted, 0);
+        atomic_init(&vr->tx_orphans, 0);
         atomic_init(&vr->async_pkts, 0);
         atomic_init(&vr->cpu_pkts, 0);
         atomic_init(&vr->dropped, 0);
+        atomic_init(&vr->tx_undelivered, 0);
     }
     for (int i = 0; i < n_vrings; i++) {
         if (!rte_vhost_async_channel_register(vid, i)) {
@@ -306,12 +324,13 @@ vhost_async_device_new(int vid, const char *ifname)
 /* Completes the copies in flight on 'vring' of 'dev', polling every DMA
  * device that carried some, until none is left or 'deadline' (msec) has
  * passed.  With 'locked', the caller holds the vring's lock (it is inside a
- * DPDK callback).  Completed Tx packets are freed (DPDK has written them to
- * the guest if the vring was still usable); completed Rx packets are
- * dropped.  Returns the number of packets still in flight. */
+ * DPDK callback).  Completed Tx packets are freed: DPDK wrote them to the
+ * guest if 'delivered' (the vring is still enabled), and counts them as
+ * sent either way.  Completed Rx packets are dropped.  Returns the number
+ * of packets still in flight. */
 static int
 vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
-                        bool locked, long long int deadline)
+                        bool locked, bool delivered, long long int deadline)
 {
     struct vhost_async_vring *vr = &dev->vrings[vring];
     uint64_t dmas = vring_dmas(vr);
@@ -378,13 +397,17 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
         dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_FINISHED, cleared);
         if (vring_is_tx(vring)) {
             counter_add(&vr->async_pkts, cleared);
+            if (!delivered) {
+                counter_add(&vr->tx_undelivered, cleared);
+            }
         } else {
             counter_add(&vr->dropped, cleared);
         }
         VLOG_INFO("vHost Device '%s': completed %"PRIu64" in-flight "
                   "%s copies of queue %d%s.", dev->ifname, cleared,
                   vring_is_tx(vring) ? "Tx" : "Rx", vring,
-                  vring_is_tx(vring) ? "" : " (packets dropped)");
+                  vring_is_tx(vring) && delivered ? ""
+                  : " (packets dropped)");
     }
     if (inflight > 0) {
         /* DPDK frees the vring's async state, and may unmap the guest's
@@ -425,7 +448,7 @@ vhost_async_device_destroy(int vid, const char *ifname)
         }
         /* Each vring has its own deadline: one slow vring must not cut
          * the drain of the others short. */
-        if (!vhost_async_vring_drain(dev, i, false,
+        if (!vhost_async_vring_drain(dev, i, false, false,
                                      time_msec() + VHOST_ASYNC_TEARDOWN_MS)
             && rte_vhost_async_channel_unregister(vid, i)) {
             VLOG_WARN("vHost Device '%s': cannot unregister the vhost async "
@@ -438,15 +461,16 @@ vhost_async_device_destroy(int vid, const char *ifname)
 }
 
 /* Completes the copies in flight on 'vring' of vhost device 'vid' from a
- * DPDK callback, which holds the device's vring locks. */
+ * DPDK callback, which holds the device's vring locks.  'delivered': the
+ * vring is still enabled, so DPDK writes completed copies to the guest. */
 static void
-vhost_async_vring_drain_in_callback(int vid, uint32_t vring)
+vhost_async_vring_drain_in_callback(int vid, uint32_t vring, bool delivered)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
 
     if (dev && vring < dev->n_vrings && dev->vrings[vring].registered
         && vring_inflight(&dev->vrings[vring])) {
-        vhost_async_vring_drain(dev, vring, true,
+        vhost_async_vring_drain(dev, vring, true, delivered,
                                 time_msec() + VHOST_ASYNC_TEARDOWN_MS);
     }
 }
@@ -485,7 +509,7 @@ vhost_async_pre_msg(int vid, void *msg_)
         dev->in_mem_table = msg->request == VHOST_ASYNC_USER_SET_MEM_TABLE;
     }
     if (msg->request == VHOST_ASYNC_USER_SET_VRING_ENABLE && !msg->num) {
-        vhost_async_vring_drain_in_callback(vid, msg->index);
+        vhost_async_vring_drain_in_callback(vid, msg->index, true);
     }
     return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
@@ -522,10 +546,13 @@ vhost_async_vring_state_changed(int vid, uint16_t vring, int enable)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
 
+    bool in_mem_table = dev && dev->in_mem_table;
+
     if (!enable) {
-        vhost_async_vring_drain_in_callback(vid, vring);
+        /* A memory table change leaves the vring enabled. */
+        vhost_async_vring_drain_in_callback(vid, vring, in_mem_table);
     }
-    return !dev || !dev->in_mem_table;
+    return !in_mem_table;
 }
 
 bool
@@ -583,9 +610,15 @@ vhost_async_tx_complete_others(struct vhost_async_dev *dev, uint16_t vring,
 
 /* The deferred-work poll function: 'port' is the vid of the netdev the
  * work was registered for, read anew at each poll, so that a destroyed
- * device is never touched. */
+ * device is never touched.  'cookie' is the vring's 'tx_submitted' after
+ * this thread's latest submission: copies complete in submission order, so
+ * this thread's are done once that many have completed, whatever other
+ * threads sharing the vring (XPS) have submitted since.  Waiting for the
+ * whole vring instead kept a reloading thread spinning while another one
+ * kept the vring busy. */
 static enum dp_defer_status
-vhost_async_defer_poll(void *port, int vring, unsigned int *n_completed)
+vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
+                       unsigned int *n_completed)
 {
     int vid = ovsrcu_index_get((const ovsrcu_index *) port);
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
@@ -598,12 +631,30 @@ vhost_async_defer_poll(void *port, int vring, unsigned int *n_completed)
     }
 
     dma = dpdk_dma_thread_id();
-    n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma) : 0;
-    if (!n && vring_inflight(&dev->vrings[vring]) > 0) {
-        n = vhost_async_tx_complete_others(dev, vring, dma);
+    /* A thread that sends to this vring from several rx queues may have
+     * more than a batch to collect. */
+    for (int round = 0; round < VHOST_ASYNC_MAX_POLL_ROUNDS; round++) {
+        n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma) : 0;
+        if (!n && vring_inflight(&dev->vrings[vring]) > 0) {
+            n = vhost_async_tx_complete_others(dev, vring, dma);
+        }
+        *n_completed += n;
+        if (n < VHOST_ASYNC_BURST) {
+            break;
+        }
     }
-    *n_completed = n;
-    return vring_inflight(&dev->vrings[vring]) > 0
+
+    struct vhost_async_vring *vr = &dev->vrings[vring];
+    uint64_t completed, submitted, orphans;
+
+    atomic_read_relaxed(&vr->async_pkts, &completed);
+    atomic_read_relaxed(&vr->tx_submitted, &submitted);
+    atomic_read_relaxed(&vr->tx_orphans, &orphans);
+    /* Copies that a thread without a list (the main thread) queued behind
+     * ours are polled for too. */
+    cookie = MAX(cookie, orphans);
+    /* A cookie beyond what was submitted is from an earlier connection. */
+    return completed < cookie && cookie <= submitted
            ? DP_DEFER_PENDING : DP_DEFER_DONE;
 }
 
@@ -735,17 +786,29 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     }
     vring_inflight_add(vr, sent - cnt);
 
+    uint64_t submitted;
+
+    atomic_read_relaxed(&vr->tx_submitted, &submitted);
+    submitted += sent;
+    atomic_store_relaxed(&vr->tx_submitted, submitted);
     if (sent && !dp_defer_thread_add(vhost_async_defer_poll,
                                      CONST_CAST(ovsrcu_index *, vidp),
-                                     vring)) {
+                                     vring, submitted)) {
         /* No deferred-work list (the non-PMD thread) or no room in it:
-         * complete the copies now, as far as they go in a bounded time.
-         * What is left has another poller: this vring had copies in
-         * flight from a thread with a list, or this thread's list
-         * already holds it. */
+         * complete the copies now, as far as they go in a bounded time,
+         * with the Tx queue lock held.  What is left has another poller:
+         * this vring had copies in flight from a thread with a list,
+         * which polls until 'tx_orphans' have completed too, or this
+         * thread's list already holds it. */
+        uint64_t completed;
+
         COVERAGE_INC(vhost_async_tx_complete_inline);
-        for (int i = 0; i < VHOST_ASYNC_INLINE_POLLS
-                        && vring_inflight(vr) > 0; i++) {
+        atomic_store_relaxed(&vr->tx_orphans, submitted);
+        for (int i = 0; i < VHOST_ASYNC_INLINE_POLLS; i++) {
+            atomic_read_relaxed(&vr->async_pkts, &completed);
+            if (completed >= submitted) {
+                break;
+            }
             if (!vhost_async_tx_complete(dev, vring, dma)) {
                 vhost_async_tx_complete_others(dev, vring, dma);
             }
@@ -840,6 +903,32 @@ vhost_dequeue_burst(int vid, uint16_t vring, struct rte_mempool *mp,
     return n;
 }
 
+/* Called after a dequeue from 'vr', vring 'vring' of vhost device 'vid',
+ * found nothing with nothing in flight.  Returns true if the async dequeue
+ * keeps refusing the frame at the head of the vring: the guest had frames
+ * waiting, with the same available index, VHOST_ASYNC_RX_STALL_POLLS such
+ * dequeues ago, and still has. */
+static bool
+vhost_async_rx_refused(int vid, struct vhost_async_vring *vr, uint16_t vring)
+{
+    uint16_t avail_idx, used_idx;
+    bool waiting;
+
+    if (++vr->rx_idle < VHOST_ASYNC_RX_STALL_POLLS) {
+        return false;
+    }
+    vr->rx_idle = 0;
+    waiting = !rte_vhost_get_vring_base(vid, vring, &avail_idx, &used_idx)
+              && rte_vhost_rx_queue_count(vid, vring) > 0;
+    if (waiting && vr->rx_waiting && avail_idx == vr->rx_stuck_idx) {
+        vr->rx_waiting = false;
+        return true;
+    }
+    vr->rx_waiting = waiting;
+    vr->rx_stuck_idx = avail_idx;
+    return false;
+}
+
 /* Receives up to 'count' packets from 'vring' of vhost device 'vid', which
  * must be active, into 'pkts', allocating from 'mp'.  Only the thread that
  * polls the rx queue calls this.  Adds the guest's frames that could not
@@ -855,10 +944,12 @@ vhost_dequeue_burst(int vid, uint16_t vring, struct rte_mempool *mp,
  * that is no larger than the virtio-net header, without consuming it
  * (lib/vhost/virtio_net.c, virtio_dev_tx_async_split(): the "dropped"
  * breaks leave last_avail_idx on that frame): the queue would stall there
- * for good.  So after a few polls that found nothing to dequeue and
- * nothing in flight, DPDK's synchronous dequeue, which drops such a frame,
- * looks at the vring once.  Nothing is in flight, so it cannot overtake an
- * async copy. */
+ * for good.  So when the guest has had frames waiting at the same place for
+ * two rounds of VHOST_ASYNC_RX_STALL_POLLS polls that found nothing to
+ * dequeue and nothing in flight (vhost_async_rx_refused()), DPDK's
+ * synchronous dequeue, which drops such a frame and consumes it, runs once.
+ * Nothing is in flight, so it cannot overtake an async copy, and it copies
+ * no good frame, as it stops after the one it drops. */
 uint16_t
 vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
                  struct rte_mbuf **pkts, uint16_t count,
@@ -893,22 +984,23 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
                 vring_note_dma(vr, dma);
             }
         }
-        if (n) {
+        if (n || nr_inflight) {
+            /* Progress, or copies in flight (-1: the vring was busy). */
             vr->rx_idle = 0;
+            vr->rx_waiting = false;
+            if (!n) {
+                return 0;
+            }
             counter_add(&vr->async_pkts, n);
             dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
-        } else if (nr_inflight
-                   || ++vr->rx_idle < VHOST_ASYNC_RX_STALL_POLLS) {
-            if (nr_inflight) {
-                vr->rx_idle = 0;
-            }
+        } else if (!vhost_async_rx_refused(vid, vr, vring)) {
             return 0;
         }
     }
     if (dma < 0 || vr->rx_small || !n) {
-        /* CPU copies, or the check for a frame that stalls the async
-         * dequeue (see above). */
-        vr->rx_idle = 0;
+        /* CPU copies, or a frame that the async dequeue refused (see
+         * above). */
+        vr->rx_waiting = false;
         n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
         if (n) {
             counter_add(&vr->cpu_pkts, n);
@@ -921,6 +1013,37 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
                                              dpdk_dma_async_min_size());
     }
     return n;
+}
+
+/* DPDK counts every copy that completes in its per-vring "good_packets"
+ * statistics, from which netdev-dpdk takes rx_packets and tx_packets, even
+ * those that a teardown completed and that never reached their
+ * destination: moves those of vhost device 'vid' from the packets to the
+ * drops of 'stats'. */
+void
+vhost_async_adjust_stats(int vid, struct netdev_stats *stats)
+{
+    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    uint64_t rx_lost = 0, tx_lost = 0;
+
+    for (int i = 0; dev && i < dev->n_vrings; i++) {
+        struct vhost_async_vring *vr = &dev->vrings[i];
+        uint64_t v;
+
+        if (vring_is_tx(i)) {
+            atomic_read_relaxed(&vr->tx_undelivered, &v);
+            tx_lost += v;
+        } else {
+            atomic_read_relaxed(&vr->dropped, &v);
+            rx_lost += v;
+        }
+    }
+    rx_lost = MIN(rx_lost, stats->rx_packets);
+    stats->rx_packets -= rx_lost;
+    stats->rx_dropped += rx_lost;
+    tx_lost = MIN(tx_lost, stats->tx_packets);
+    stats->tx_packets -= tx_lost;
+    stats->tx_dropped += tx_lost;
 }
 
 /* Appends the vhost async counters of vhost device 'vid' to 'stats'. */
@@ -963,6 +1086,12 @@ vhost_async_get_custom_stats(int vid, int n_rxq, int n_txq,
         values[tx ? TX_CPU : RX_CPU] += v;
         atomic_read_relaxed(&vr->dropped, &v);
         values[tx ? TX_DROPPED : RX_DROPPED] += v;
+        if (tx) {
+            /* Completed, but never delivered. */
+            atomic_read_relaxed(&vr->tx_undelivered, &v);
+            values[TX_ASYNC] -= v;
+            values[TX_DROPPED] += v;
+        }
     }
 
     stats->counters = xrealloc(stats->counters,

@@ -85,6 +85,8 @@ uint16_t vhost_dequeue_burst(int vid, uint16_t vring, struct rte_mempool *,
                              unsigned int *dropped);
 
 /* Statistics. */
+struct netdev_stats;
+void vhost_async_adjust_stats(int vid, struct netdev_stats *);
 void vhost_async_get_custom_stats(int vid, int n_rxq, int n_txq,
                                   struct netdev_custom_stats *);
 

@@ -39,7 +39,8 @@ struct fake_port {
 };
 
 static enum dp_defer_status
-fake_poll(void *port_, int qid, unsigned int *n_completed)
+fake_poll(void *port_, int qid, uint64_t cookie OVS_UNUSED,
+          unsigned int *n_completed)
 {
     struct fake_port *port = port_;
     struct fake_queue *q = &port->q[qid];
@@ -59,11 +60,11 @@ test_add_dedup(void)
 
     dp_defer_init(&d, 8);
     ovs_assert(dp_defer_is_empty(&d));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0));   /* Same queue. */
-    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0, 0));   /* Same queue. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
     ovs_assert(d.n == 3);
     ovs_assert(d.stats.added == 3);
     ovs_assert(d.stats.full == 0);
@@ -77,7 +78,7 @@ test_run_removes_done(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
     ovs_assert(dp_defer_run(&d) == 32);
     ovs_assert(d.n == 1);                   /* 32 still in flight. */
     ovs_assert(dp_defer_run(&d) == 32);
@@ -102,7 +103,7 @@ test_run_due(void)
 
     dp_defer_init(&d, 8);
     ovs_assert(dp_defer_run_due(&d, true, now) == 0);   /* Empty. */
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
     ovs_assert(dp_defer_run_due(&d, false, now) == 10);
     ovs_assert(dp_defer_run_due(&d, false, now) == 0);
     ovs_assert(dp_defer_run_due(&d, false,
@@ -130,9 +131,9 @@ test_no_head_of_line_blocking(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1));
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1, 0));
     ovs_assert(dp_defer_run(&d) == 12);
     ovs_assert(d.n == 1);
     ovs_assert(d.entries[0].port == &stuck);
@@ -162,14 +163,14 @@ test_drain(void)
 
     dp_defer_init(&d, 8);
     for (int qid = 0; qid < 3; qid++) {
-        ovs_assert(dp_defer_add(&d, fake_poll, &p, qid));
+        ovs_assert(dp_defer_add(&d, fake_poll, &p, qid, 0));
     }
     ovs_assert(dp_defer_drain(&d, 1000) == 0);
     ovs_assert(d.stats.completed == 104);
     ovs_assert(p.q[0].polls == 100 && p.q[1].polls == 2 && p.q[2].polls == 1);
 
     /* A drain is bounded: what never completes is left for the caller. */
-    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0, 0));
     ovs_assert(dp_defer_drain(&d, 50) == 1);
     ovs_assert(stuck.q[0].polls == 50);
     dp_defer_destroy(&d);
@@ -185,16 +186,16 @@ test_capacity(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 2);
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1));
-    ovs_assert(!dp_defer_add(&d, fake_poll, &p, 2));   /* Full. */
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1));    /* Known: fits. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1, 0));
+    ovs_assert(!dp_defer_add(&d, fake_poll, &p, 2, 0));   /* Full. */
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 1, 0));    /* Known: fits. */
     ovs_assert(d.n == 2);
     ovs_assert(d.stats.full == 1);
 
     /* Room again once work completes. */
     ovs_assert(dp_defer_run(&d) == 2);
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 2));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 2, 0));
     ovs_assert(d.n == 1);
     dp_defer_destroy(&d);
 }
@@ -208,10 +209,10 @@ test_remove_port(void)
     memset(&gone, 0, sizeof gone);
     memset(&kept, 0, sizeof kept);
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &kept, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 1));
-    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 2));
+    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &kept, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 2, 0));
     ovs_assert(dp_defer_remove_port(&d, &gone) == 3);
     ovs_assert(d.n == 1);
     ovs_assert(d.entries[0].port == &kept);
@@ -227,9 +228,36 @@ test_remove_port(void)
 /* A second poll function: the same (port, queue) polled by another netdev
  * class is another entry. */
 static enum dp_defer_status
-other_poll(void *port, int qid, unsigned int *n_completed)
+other_poll(void *port, int qid, uint64_t cookie, unsigned int *n_completed)
 {
-    return fake_poll(port, qid, n_completed);
+    return fake_poll(port, qid, cookie, n_completed);
+}
+
+/* Done once the queue's completions reach the entry's cookie. */
+static enum dp_defer_status
+cookie_poll(void *port_, int qid OVS_UNUSED, uint64_t cookie,
+            unsigned int *n_completed)
+{
+    uint64_t *completed = port_;
+
+    *n_completed = 1;
+    *completed += 1;
+    return *completed >= cookie ? DP_DEFER_DONE : DP_DEFER_PENDING;
+}
+
+static void
+test_cookie(void)
+{
+    uint64_t completed = 0;
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, cookie_poll, &completed, 0, 2));
+    ovs_assert(dp_defer_add(&d, cookie_poll, &completed, 0, 4)); /* Latest. */
+    ovs_assert(d.n == 1 && d.entries[0].cookie == 4);
+    ovs_assert(dp_defer_drain(&d, 10) == 0);
+    ovs_assert(completed == 4);
+    dp_defer_destroy(&d);
 }
 
 static void
@@ -239,9 +267,9 @@ test_poll_function(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
-    ovs_assert(dp_defer_add(&d, other_poll, &p, 0));
-    ovs_assert(dp_defer_add(&d, other_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
+    ovs_assert(dp_defer_add(&d, other_poll, &p, 0, 0));
+    ovs_assert(dp_defer_add(&d, other_poll, &p, 0, 0));
     ovs_assert(d.n == 2);
     ovs_assert(dp_defer_run(&d) == 2);   /* Each entry polled once. */
     ovs_assert(p.q[0].polls == 2);
@@ -260,8 +288,8 @@ test_clear_and_stats(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
     ovs_assert(dp_defer_drain(&d, 4) == 1);
 
     /* A drain that does not finish leaves the entry; clearing drops it
@@ -282,7 +310,7 @@ test_clear_and_stats(void)
     dp_defer_stats_get(&d, &s);
     ovs_assert(!s.added && !s.abandoned && !s.completed && !s.polls);
     p.q[0].inflight = 1;
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
     ovs_assert(dp_defer_run(&d) == 1);
     dp_defer_stats_get(&d, &s);
     ovs_assert(s.added == 1 && s.completed == 1 && s.polls == 1);
@@ -291,10 +319,10 @@ test_clear_and_stats(void)
      * that completes in time is not abandoned. */
     p.q[0].inflight = 2;
     p.q[0].per_poll = 1;
-    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
     ovs_assert(dp_defer_finish(&d, 1000) == 0);
     ovs_assert(!p.q[0].inflight);
-    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0, 0));
     ovs_assert(dp_defer_finish(&d, 0) == 1);
     ovs_assert(dp_defer_is_empty(&d));
     ovs_assert(stuck.q[0].polls > 4);
@@ -311,17 +339,17 @@ test_thread_list(void)
 
     /* A thread without a list (the non-PMD thread) cannot defer work. */
     ovs_assert(!dp_defer_thread_get());
-    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0));
+    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0, 0));
 
     dp_defer_init(&d, 1);
     dp_defer_thread_set(&d);
     ovs_assert(dp_defer_thread_get() == &d);
-    ovs_assert(dp_defer_thread_add(fake_poll, &p, 0));
-    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 1));   /* Full. */
+    ovs_assert(dp_defer_thread_add(fake_poll, &p, 0, 0));
+    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 1, 0));   /* Full. */
     ovs_assert(d.n == 1);
     ovs_assert(dp_defer_run(&d) == 1);
     dp_defer_thread_set(NULL);
-    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0));
+    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0, 0));
     dp_defer_destroy(&d);
 }
 
@@ -337,6 +365,7 @@ static const struct {
     { "capacity", test_capacity },
     { "remove-port", test_remove_port },
     { "poll-function", test_poll_function },
+    { "cookie", test_cookie },
     { "clear-and-stats", test_clear_and_stats },
     { "thread-list", test_thread_list },
 };
