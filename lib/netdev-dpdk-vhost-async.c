@@ -545,7 +545,6 @@ bool
 vhost_async_vring_state_changed(int vid, uint16_t vring, int enable)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
-
     bool in_mem_table = dev && dev->in_mem_table;
 
     if (!enable) {
