@@ -135,20 +135,16 @@ guard_quarantine(struct dpdk_dma_guard *g, const char *why)
               g->iova_va ? " (by the CPU where the device failed)" : "");
 }
 
-/* Does the copy of 'job' with the CPU, in place of the device. */
-static bool
+/* Does the copy of 'job' with the CPU, in place of the device, which
+ * needs IOVA as VA. */
+static void
 guard_redo(struct dpdk_dma_guard *g, const struct guard_job *job)
 {
-    if (!g->iova_va) {
-        guard_count(&g->n_lost);
-        return false;
-    }
     if (job->len) {
         memcpy((void *) (uintptr_t) job->dst,
                (const void *) (uintptr_t) job->src, job->len);
     }
     guard_count(&g->n_cpu);
-    return true;
 }
 
 static int
@@ -330,6 +326,24 @@ drv_completed_status(struct dpdk_dma_guard *g, uint16_t vchan,
     return n;
 }
 
+/* Stops the device, so that it can write nothing more, and counts the
+ * copies that then never complete, where the CPU cannot do them. */
+static void
+guard_stop(struct dpdk_dma_guard *g, uint16_t n_done)
+{
+    if (!g->stopped) {
+        g->stopped = true;
+        rte_dma_stop(g->id);
+        if (!g->iova_va) {
+            uint64_t orig;
+
+            atomic_add_relaxed(&g->n_lost,
+                               (uint16_t) (g->next_idx - g->next_cpl)
+                               - n_done, &orig);
+        }
+    }
+}
+
 /* The device reported a failed copy after 'n_ok' good ones: takes the
  * status of up to 'room' copies after them and does the failed ones with
  * the CPU.  Returns how many copies after the first 'n_ok' are complete. */
@@ -347,19 +361,19 @@ guard_recover_errors(struct dpdk_dma_guard *g, uint16_t vchan,
     for (uint16_t k = 0; k < n; k++) {
         if (status[k] != RTE_DMA_STATUS_SUCCESSFUL) {
             guard_count(&g->n_errors);
-            if (!guard_redo(g, &g->jobs[(start + k) & g->mask])) {
+            if (!g->iova_va) {
                 /* Never report a copy that did not happen. */
-                g->stopped = true;
-                rte_dma_stop(g->id);
+                guard_stop(g, n_ok + k);
                 return k;
             }
+            guard_redo(g, &g->jobs[(start + k) & g->mask]);
         }
     }
     return n;
 }
 
-/* The device completed nothing for too long: stops it, so that it can
- * write nothing more, and does its outstanding copies with the CPU. */
+/* The device completed nothing for too long: stops it and does its
+ * outstanding copies with the CPU. */
 static void
 guard_recover_stall(struct dpdk_dma_guard *g)
 {
@@ -367,16 +381,17 @@ guard_recover_stall(struct dpdk_dma_guard *g)
 
     guard_quarantine(g, "no copy completed for "
                      OVS_STRINGIZE(DPDK_DMA_GUARD_STALL_MS) " ms");
-    if (!g->stopped) {
-        g->stopped = true;
-        rte_dma_stop(g->id);
+    if (g->stopped) {
+        return;
     }
-    for (uint16_t k = g->n_redone; k < outstanding; k++) {
-        if (!guard_redo(g, &g->jobs[(g->next_cpl + k) & g->mask])) {
-            return;
-        }
-        g->n_redone++;
+    guard_stop(g, 0);
+    if (!g->iova_va) {
+        return;
     }
+    for (uint16_t k = 0; k < outstanding; k++) {
+        guard_redo(g, &g->jobs[(g->next_cpl + k) & g->mask]);
+    }
+    g->n_redone = outstanding;
 }
 
 static uint16_t
