@@ -34,9 +34,11 @@ struct smap;
  * vchannel, starts it and registers it with vhost.
  *
  * Each PMD thread claims one free device when it starts
- * (dpdk_dma_thread_claim()) and releases it when it exits; it is the only
- * thread that polls that device.  A thread without a device copies with the
- * CPU.  "ovs-appctl netdev-dpdk/dma-show" lists devices and owners. */
+ * (dpdk_dma_thread_claim()) and releases it when it exits; it is the
+ * device's usual user, but not its only one (see dpdk_dma_lock()).  A
+ * thread without a device, or whose device is quarantined
+ * (lib/dpdk-dma-guard.h), copies with the CPU.  "ovs-appctl
+ * netdev-dpdk/dma-show" lists devices, owners and their state. */
 
 void dpdk_dma_init(const struct smap *ovs_other_config);
 bool dpdk_vhost_async_enabled(void);
