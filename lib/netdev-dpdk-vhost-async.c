@@ -57,9 +57,9 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 #define VHOST_ASYNC_BURST 32
 
 /* Bounds on waiting for in-flight copies: when a sending thread completes
- * them itself (it has no deferred-work list, or a full one), with its Tx
- * queue lock held, and at teardown. */
-#define VHOST_ASYNC_INLINE_POLLS 256
+ * its own copies itself (it has no deferred-work list, or a full one),
+ * with its Tx queue lock held, and at teardown. */
+#define VHOST_ASYNC_INLINE_US 1000
 #define VHOST_ASYNC_TEARDOWN_MS 1000
 
 /* Completion polls of one vring in a row, while each finds a full batch. */
@@ -646,15 +646,20 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
     struct vhost_async_vring *vr = &dev->vrings[vring];
     uint64_t completed, submitted, orphans;
 
-    atomic_read_relaxed(&vr->async_pkts, &completed);
-    atomic_read_relaxed(&vr->tx_submitted, &submitted);
+    /* 'completed' first: a thread without a list raises 'tx_orphans'
+     * before it submits. */
+    atomic_read_explicit(&vr->async_pkts, &completed, memory_order_acquire);
     atomic_read_relaxed(&vr->tx_orphans, &orphans);
-    /* Copies that a thread without a list (the main thread) queued behind
-     * ours are polled for too. */
-    cookie = MAX(cookie, orphans);
-    /* A cookie beyond what was submitted is from an earlier connection. */
-    return completed < cookie && cookie <= submitted
-           ? DP_DEFER_PENDING : DP_DEFER_DONE;
+    atomic_read_relaxed(&vr->tx_submitted, &submitted);
+    /* A cookie beyond what was submitted is from an earlier connection.
+     * Copies that a thread without a list (the main thread) queues behind
+     * ours are polled for too: it raises 'tx_orphans' before it submits
+     * them. */
+    if (cookie > submitted) {
+        cookie = 0;
+    }
+    return completed < MAX(cookie, orphans) ? DP_DEFER_PENDING
+                                            : DP_DEFER_DONE;
 }
 
 /* Returns true if every packet in 'pkts' is shorter than 'min_size' bytes,
@@ -716,6 +721,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
     int16_t dma = dpdk_dma_thread_id();
     struct vhost_async_vring *vr = &dev->vrings[vring];
+    uint64_t orphans = 0;
     int sent = 0;
 
     *retries = 0;
@@ -746,6 +752,18 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
             return cnt;
         }
         COVERAGE_INC(vhost_async_tx_shared_dma);
+        if (!dp_defer_thread_get()) {
+            /* No deferred-work list (the main thread): the threads that
+             * have copies in flight on this vring must go on polling until
+             * ours have completed too, and must know it before they can
+             * see their own copies complete. */
+            uint64_t submitted;
+
+            atomic_read_relaxed(&vr->tx_submitted, &submitted);
+            orphans = submitted + cnt;
+            atomic_store_explicit(&vr->tx_orphans, orphans,
+                                  memory_order_release);
+        }
     } else if (vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size())
                && !vring_inflight(vr)) {
         /* Small packets cost less to copy than to hand to a DMA device.
@@ -790,6 +808,9 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     atomic_read_relaxed(&vr->tx_submitted, &submitted);
     submitted += sent;
     atomic_store_relaxed(&vr->tx_submitted, submitted);
+    if (orphans && sent < cnt) {
+        atomic_store_relaxed(&vr->tx_orphans, submitted);
+    }
     if (sent && !dp_defer_thread_add(vhost_async_defer_poll,
                                      CONST_CAST(ovsrcu_index *, vidp),
                                      vring, submitted)) {
@@ -802,10 +823,15 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         uint64_t completed;
 
         COVERAGE_INC(vhost_async_tx_complete_inline);
-        atomic_store_relaxed(&vr->tx_orphans, submitted);
-        for (int i = 0; i < VHOST_ASYNC_INLINE_POLLS; i++) {
+        if (!orphans) {
+            /* A thread with a full list. */
+            atomic_store_relaxed(&vr->tx_orphans, submitted);
+        }
+        long long int deadline = time_usec() + VHOST_ASYNC_INLINE_US;
+
+        for (;;) {
             atomic_read_relaxed(&vr->async_pkts, &completed);
-            if (completed >= submitted) {
+            if (completed >= submitted || time_usec() > deadline) {
                 break;
             }
             if (!vhost_async_tx_complete(dev, vring, dma)) {
