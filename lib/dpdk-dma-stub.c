@@ -66,39 +66,8 @@ dpdk_dma_count(enum dpdk_dma_stat stat OVS_UNUSED, uint64_t n OVS_UNUSED)
 {
 }
 
-void
-dpdk_dma_lock(int16_t id OVS_UNUSED)
+unsigned int
+dpdk_dma_take_submitted(void)
 {
-}
-
-bool
-dpdk_dma_trylock(int16_t id OVS_UNUSED)
-{
-    return true;
-}
-
-void
-dpdk_dma_unlock(int16_t id OVS_UNUSED)
-{
-}
-
-void
-dpdk_dma_vhost_enter(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
-{
-}
-
-void
-dpdk_dma_vhost_leave(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
-{
-}
-
-bool
-dpdk_dma_borrow(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
-{
-    return false;
-}
-
-void
-dpdk_dma_give_back(int16_t id OVS_UNUSED, int vid OVS_UNUSED)
-{
+    return 0;
 }

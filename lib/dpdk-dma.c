@@ -26,8 +26,6 @@
 
 #include <rte_dmadev.h>
 #include <rte_errno.h>
-#include <rte_pause.h>
-#include <rte_spinlock.h>
 #include <rte_vhost_async.h>
 
 #include "dpdk-dma-guard.h"
@@ -69,37 +67,56 @@ static atomic_uint16_t min_ring_size;
 #define DPDK_DMA_MAX_MIN_SIZE 65535
 static atomic_uint32_t async_min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
 
-/* One lock per DMA device id, each on its own cache line (see
- * dpdk_dma_lock() in dpdk-dma.h). */
-struct dpdk_dma_lock {
-    PADDED_MEMBERS(CACHE_LINE_SIZE,
-        rte_spinlock_t lock;
-        /* 0, or vid + 1 while the holder is in a vhost call for vhost device
-         * 'vid' (dpdk_dma_vhost_enter()), with DPDK_DMA_LENT added while a
-         * drain has borrowed the device (dpdk_dma_borrow()). */
-        atomic_int vhost_call;
-    );
+/* other_config:vhost-async-copy-policy. */
+static atomic_int copy_policy = DPDK_DMA_POLICY_ADAPTIVE;
+static const char *const policy_names[] = {
+    [DPDK_DMA_POLICY_ADAPTIVE] = "adaptive",
+    [DPDK_DMA_POLICY_DMA] = "dma",
+    [DPDK_DMA_POLICY_CPU] = "cpu",
 };
-#define DPDK_DMA_LENT (1 << 30)
 
 static atomic_uint64_t teardown_stats[DPDK_DMA_N_TEARDOWN_STATS];
-static struct dpdk_dma_lock dma_locks[RTE_DMADEV_DEFAULT_MAX]; /* Zero:
-                                                                * unlocked. */
 
 /* The DMA device id of the current thread, or -1 for CPU copies. */
 DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
 
+/* See dpdk_dma_note_submitted(). */
+DEFINE_STATIC_PER_THREAD_DATA(unsigned int, thread_submitted, 0);
+
 /* Copy counters of one thread.  Records live as long as the process, so
  * that a PMD thread's figures survive reloads. */
+/* Frame size classes of the adaptive policy: below 128 bytes, then one per
+ * power of 2, then 4096 bytes and more. */
+#define DPDK_DMA_N_CLASSES 7
+
+/* What copies cost a thread: 'cycles' over 'pkts' packets, both halved
+ * once 'pkts' passes DPDK_DMA_COST_WINDOW, so that recent bursts weigh
+ * most.  Only the owning thread writes them. */
+struct dpdk_dma_cost {
+    atomic_uint64_t cycles;
+    atomic_uint64_t pkts;
+};
+#define DPDK_DMA_COST_WINDOW 4096
+
 struct dpdk_dma_thread_stats {
     struct ovs_list node;       /* In 'thread_stats_list'. */
     unsigned int core_id;
     atomic_uint64_t n[DPDK_DMA_N_STATS];
     uint64_t base[DPDK_DMA_N_STATS];    /* 'n' at the last clear. */
+
+    /* The adaptive policy's model: copies by CPU ([0]) and by DMA ([1]),
+     * and Tx completion polls, per packet. */
+    struct dpdk_dma_cost copy[DPDK_DMA_N_DIRS][2][DPDK_DMA_N_CLASSES];
+    struct dpdk_dma_cost poll;
+    unsigned int since_explore[DPDK_DMA_N_DIRS][DPDK_DMA_N_CLASSES];
 };
 
 static struct ovs_list thread_stats_list OVS_GUARDED_BY(dma_mutex)
     = OVS_LIST_INITIALIZER(&thread_stats_list);
+
+static uint64_t dpdk_dma_cost_get(const struct dpdk_dma_cost *);
+static bool dpdk_dma_cheaper(const struct dpdk_dma_thread_stats *,
+                             enum dpdk_dma_dir, int cls);
 
 /* The record of the non-PMD thread (and of any thread that has none). */
 static struct dpdk_dma_thread_stats non_pmd_stats;
@@ -136,72 +153,11 @@ dpdk_dma_get_stats(unsigned int core_id)
 }
 
 void
-dpdk_dma_lock(int16_t id)
-{
-    rte_spinlock_lock(&dma_locks[id].lock);
-}
-
-bool
-dpdk_dma_trylock(int16_t id)
-{
-    return rte_spinlock_trylock(&dma_locks[id].lock);
-}
-
-void
-dpdk_dma_unlock(int16_t id)
-{
-    rte_spinlock_unlock(&dma_locks[id].lock);
-}
-
-void
 dpdk_dma_count_teardown(enum dpdk_dma_teardown_stat stat, uint64_t n)
 {
     uint64_t orig;
 
     atomic_add_relaxed(&teardown_stats[stat], n, &orig);
-}
-
-void
-dpdk_dma_vhost_enter(int16_t id, int vid)
-{
-    atomic_store_explicit(&dma_locks[id].vhost_call, vid + 1,
-                          memory_order_release);
-}
-
-void
-dpdk_dma_vhost_leave(int16_t id, int vid)
-{
-    struct dpdk_dma_lock *l = &dma_locks[id];
-
-    /* Fails while a drain has the device: it only completes copies, and
-     * gives it back before DPDK releases the vring locks we waited for. */
-    for (;;) {
-        int expected = vid + 1;
-
-        if (atomic_compare_exchange_weak_explicit(&l->vhost_call, &expected,
-                                                  0, memory_order_acquire,
-                                                  memory_order_relaxed)) {
-            return;
-        }
-        rte_pause();
-    }
-}
-
-bool
-dpdk_dma_borrow(int16_t id, int vid)
-{
-    int expected = vid + 1;
-
-    return atomic_compare_exchange_strong_explicit(
-        &dma_locks[id].vhost_call, &expected, (vid + 1) | DPDK_DMA_LENT,
-        memory_order_acquire, memory_order_relaxed);
-}
-
-void
-dpdk_dma_give_back(int16_t id, int vid)
-{
-    atomic_store_explicit(&dma_locks[id].vhost_call, vid + 1,
-                          memory_order_release);
 }
 
 /* Adds 'n' to the calling thread's counter 'stat'. */
@@ -217,6 +173,22 @@ dpdk_dma_count(enum dpdk_dma_stat stat, uint64_t n)
     /* One writer per record: no atomic read-modify-write needed. */
     atomic_read_relaxed(&ts->n[stat], &cur);
     atomic_store_relaxed(&ts->n[stat], cur + n);
+}
+
+void
+dpdk_dma_note_submitted(unsigned int n)
+{
+    *thread_submitted_get() += n;
+}
+
+unsigned int
+dpdk_dma_take_submitted(void)
+{
+    unsigned int *n = thread_submitted_get();
+    unsigned int ret = *n;
+
+    *n = 0;
+    return ret;
 }
 
 static bool
@@ -310,10 +282,9 @@ dpdk_dma_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
             atomic_read_relaxed(&teardown_stats[i], &n[i]);
         }
         ds_put_format(&s, "vhost async teardowns: %"PRIu64" copies finished, "
-                      "%"PRIu64" left in flight, %"PRIu64" DMA devices "
-                      "borrowed\n", n[DPDK_DMA_TEARDOWN_FINISHED],
-                      n[DPDK_DMA_TEARDOWN_STUCK],
-                      n[DPDK_DMA_TEARDOWN_BORROWED]);
+                      "%"PRIu64" left in flight\n",
+                      n[DPDK_DMA_TEARDOWN_FINISHED],
+                      n[DPDK_DMA_TEARDOWN_STUCK]);
     }
     ds_put_format(&s, "DMA devices: %"PRIuSIZE"\n", n_dma_devs);
     for (size_t i = 0; i < n_dma_devs; i++) {
@@ -450,6 +421,95 @@ dpdk_dma_init(const struct smap *ovs_other_config)
     }
 }
 
+static void
+dpdk_dma_format_class(struct ds *s, int cls)
+{
+    if (!cls) {
+        ds_put_cstr(s, "0-127 B");
+    } else if (cls == DPDK_DMA_N_CLASSES - 1) {
+        ds_put_format(s, "%d+ B", 64 << cls);
+    } else {
+        ds_put_format(s, "%d-%d B", 64 << cls, (128 << cls) - 1);
+    }
+}
+
+/* Appends to 'reply' the copy policy that thread record 'ts' follows and,
+ * for the adaptive policy, its measured costs and decisions. */
+static void
+dpdk_dma_format_policy(struct ds *reply,
+                       const struct dpdk_dma_thread_stats *ts)
+{
+    static const char *dir_names[DPDK_DMA_N_DIRS] = { "tx", "rx" };
+    enum dpdk_dma_policy policy = dpdk_dma_policy();
+    uint32_t min_size = dpdk_dma_async_min_size();
+
+    ds_put_format(reply, "  vhost async copy policy: %s",
+                  policy_names[policy]);
+    if (policy == DPDK_DMA_POLICY_DMA) {
+        if (min_size) {
+            ds_put_format(reply, ", by DMA from %"PRIu32" bytes", min_size);
+        } else {
+            ds_put_cstr(reply, ", every frame by DMA");
+        }
+    } else if (policy == DPDK_DMA_POLICY_ADAPTIVE) {
+        for (int dir = 0; dir < DPDK_DMA_N_DIRS; dir++) {
+            bool any = false;
+
+            ds_put_format(reply, ", %s by DMA at", dir_names[dir]);
+            for (int cls = 0; cls < DPDK_DMA_N_CLASSES; cls++) {
+                if (dpdk_dma_cheaper(ts, dir, cls)) {
+                    ds_put_cstr(reply, any ? ", " : " ");
+                    dpdk_dma_format_class(reply, cls);
+                    any = true;
+                }
+            }
+            if (!any) {
+                ds_put_cstr(reply, " no size");
+            }
+        }
+    }
+    ds_put_char(reply, '\n');
+    if (policy != DPDK_DMA_POLICY_ADAPTIVE) {
+        return;
+    }
+
+    uint64_t poll = dpdk_dma_cost_get(&ts->poll);
+
+    for (int dir = 0; dir < DPDK_DMA_N_DIRS; dir++) {
+        bool any = false;
+
+        for (int cls = 0; cls < DPDK_DMA_N_CLASSES; cls++) {
+            uint64_t cpu = dpdk_dma_cost_get(&ts->copy[dir][0][cls]);
+            uint64_t dma = dpdk_dma_cost_get(&ts->copy[dir][1][cls]);
+
+            if (cpu == UINT64_MAX && dma == UINT64_MAX) {
+                continue;
+            }
+            ds_put_format(reply, any ? ", "
+                          : "  vhost async %s cycles per packet, CPU/DMA: ",
+                          dir_names[dir]);
+            dpdk_dma_format_class(reply, cls);
+            if (cpu == UINT64_MAX) {
+                ds_put_cstr(reply, " -/");
+            } else {
+                ds_put_format(reply, " %"PRIu64"/", cpu);
+            }
+            if (dma == UINT64_MAX) {
+                ds_put_cstr(reply, "-");
+            } else {
+                ds_put_format(reply, "%"PRIu64, dma);
+            }
+            any = true;
+        }
+        if (any) {
+            if (dir == DPDK_DMA_DIR_TX && poll != UINT64_MAX) {
+                ds_put_format(reply, " (DMA: + %"PRIu64" polling)", poll);
+            }
+            ds_put_char(reply, '\n');
+        }
+    }
+}
+
 /* Appends to 'reply' the line of "dpif-netdev/pmd-stats-show" that names
  * the DMA device of the PMD thread on 'core_id' (any other core id: the
  * main thread).  Nothing when vhost async is off, so that the output stays
@@ -494,6 +554,11 @@ dpdk_dma_format_pmd(struct ds *reply, unsigned int core_id)
     ds_put_format(reply, "  vhost async rx packets: %"PRIu64" by DMA, "
                   "%"PRIu64" by CPU copy\n",
                   n[DPDK_DMA_RX_ASYNC], n[DPDK_DMA_RX_CPU]);
+    dpdk_dma_format_policy(reply, ts);
+    ds_put_format(reply, "  vhost async cycles: %"PRIu64" submitting, "
+                  "%"PRIu64" polling completions, %"PRIu64" copying by "
+                  "CPU\n", n[DPDK_DMA_CYC_SUBMIT], n[DPDK_DMA_CYC_POLL],
+                  n[DPDK_DMA_CYC_CPU]);
     ovs_mutex_unlock(&dma_mutex);
 }
 
@@ -521,24 +586,33 @@ dpdk_vhost_async_enabled(void)
     return vhost_async_enabled;
 }
 
-/* Reads other_config:vhost-async-min-size, on every change of the
- * database.  A malformed value is warned about once and replaced by the
- * default. */
-void
-dpdk_dma_set_config(const struct smap *ovs_other_config)
+/* Returns true if 'value' differs from the value '*last' had at the
+ * previous call, or if '*first'; remembers 'value' in '*last'. */
+static bool
+dpdk_dma_config_changed(const char *value, char **last, bool *first)
+{
+    if (!*first && nullable_string_is_equal(value, *last)) {
+        return false;
+    }
+    *first = false;
+    free(*last);
+    *last = nullable_xstrdup(value);
+    return true;
+}
+
+/* Reads other_config:vhost-async-min-size.  A malformed value is warned
+ * about once and replaced by the default. */
+static void
+dpdk_dma_set_min_size(const struct smap *ovs_other_config)
 {
     static char *last_value;
     static bool first = true;
     const char *value = smap_get(ovs_other_config, "vhost-async-min-size");
     unsigned int min_size = DPDK_DMA_DEFAULT_MIN_SIZE;
 
-    if (!first && nullable_string_is_equal(value, last_value)) {
+    if (!dpdk_dma_config_changed(value, &last_value, &first)) {
         return;
     }
-    first = false;
-    free(last_value);
-    last_value = nullable_xstrdup(value);
-
     if (value && (!str_to_uint(value, 10, &min_size)
                   || min_size > DPDK_DMA_MAX_MIN_SIZE)) {
         VLOG_WARN("Invalid value \"%s\" for other_config:"
@@ -558,6 +632,163 @@ dpdk_dma_set_config(const struct smap *ovs_other_config)
                       "DMA.");
         }
     }
+}
+
+/* Reads other_config:vhost-async-copy-policy.  A malformed value is warned
+ * about once and replaced by the default, "adaptive". */
+static void
+dpdk_dma_set_policy(const struct smap *ovs_other_config)
+{
+    static char *last_value;
+    static bool first = true;
+    const char *value = smap_get(ovs_other_config,
+                                 "vhost-async-copy-policy");
+    int policy = DPDK_DMA_POLICY_ADAPTIVE;
+
+    if (!dpdk_dma_config_changed(value, &last_value, &first)) {
+        return;
+    }
+    if (value) {
+        for (policy = 0; policy < ARRAY_SIZE(policy_names); policy++) {
+            if (!strcmp(value, policy_names[policy])) {
+                break;
+            }
+        }
+        if (policy >= ARRAY_SIZE(policy_names)) {
+            VLOG_WARN("Invalid value \"%s\" for other_config:"
+                      "vhost-async-copy-policy (expected adaptive, dma or "
+                      "cpu): using adaptive.", value);
+            policy = DPDK_DMA_POLICY_ADAPTIVE;
+        }
+    }
+    atomic_store_relaxed(&copy_policy, policy);
+    if (vhost_async_enabled) {
+        VLOG_INFO("vhost async copy policy: %s.", policy_names[policy]);
+    }
+}
+
+/* Reads the vhost async knobs that may change at run time, on every change
+ * of the database. */
+void
+dpdk_dma_set_config(const struct smap *ovs_other_config)
+{
+    dpdk_dma_set_min_size(ovs_other_config);
+    dpdk_dma_set_policy(ovs_other_config);
+}
+
+enum dpdk_dma_policy
+dpdk_dma_policy(void)
+{
+    int policy;
+
+    atomic_read_relaxed(&copy_policy, &policy);
+    return policy;
+}
+
+static struct dpdk_dma_thread_stats *
+dpdk_dma_thread_record(void)
+{
+    struct dpdk_dma_thread_stats *ts = *thread_stats_get();
+
+    return ts ? ts : &non_pmd_stats;
+}
+
+static int
+dpdk_dma_size_class(uint32_t len)
+{
+    return len < 128 ? 0 : MIN(log_2_floor(len) - 6, DPDK_DMA_N_CLASSES - 1);
+}
+
+/* Returns the cycles per packet of 'cost', or UINT64_MAX if nothing was
+ * measured yet. */
+static uint64_t
+dpdk_dma_cost_get(const struct dpdk_dma_cost *cost)
+{
+    uint64_t cycles, pkts;
+
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &cost->pkts), &pkts);
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &cost->cycles),
+                        &cycles);
+    return pkts ? cycles / pkts : UINT64_MAX;
+}
+
+static void
+dpdk_dma_cost_add(struct dpdk_dma_cost *cost, uint64_t cycles,
+                  unsigned int n_pkts)
+{
+    uint64_t c, p;
+
+    atomic_read_relaxed(&cost->cycles, &c);
+    atomic_read_relaxed(&cost->pkts, &p);
+    c += cycles;
+    p += n_pkts;
+    if (p > DPDK_DMA_COST_WINDOW) {
+        c /= 2;
+        p /= 2;
+    }
+    atomic_store_relaxed(&cost->cycles, c);
+    atomic_store_relaxed(&cost->pkts, p);
+}
+
+/* Returns true if, for thread record 'ts', copies of direction 'dir' of
+ * frames in size class 'cls' cost less by DMA than by the CPU.  A mode not
+ * measured yet is tried: the CPU first. */
+static bool
+dpdk_dma_cheaper(const struct dpdk_dma_thread_stats *ts,
+                 enum dpdk_dma_dir dir, int cls)
+{
+    uint64_t cpu = dpdk_dma_cost_get(&ts->copy[dir][0][cls]);
+    uint64_t dma = dpdk_dma_cost_get(&ts->copy[dir][1][cls]);
+
+    if (cpu == UINT64_MAX || dma == UINT64_MAX) {
+        return cpu != UINT64_MAX;
+    }
+    if (dir == DPDK_DMA_DIR_TX) {
+        uint64_t poll = dpdk_dma_cost_get(&ts->poll);
+
+        dma += poll == UINT64_MAX ? 0 : poll;
+    }
+    return dma < cpu;
+}
+
+/* The adaptive policy: returns true if the calling thread should copy a
+ * burst of direction 'dir', whose frames are 'avg_len' bytes on average, by
+ * DMA. */
+bool
+dpdk_dma_prefer_dma(enum dpdk_dma_dir dir, uint32_t avg_len)
+{
+    struct dpdk_dma_thread_stats *ts = dpdk_dma_thread_record();
+    int cls = dpdk_dma_size_class(avg_len);
+    bool dma = dpdk_dma_cheaper(ts, dir, cls);
+
+    return ++ts->since_explore[dir][cls] >= DPDK_DMA_EXPLORE ? !dma : dma;
+}
+
+/* Records that the calling thread spent 'cycles' in a vhost call that
+ * copied 'n_pkts' packets of direction 'dir', 'avg_len' bytes on average,
+ * by DMA if 'by_dma', otherwise by the CPU.  'n_pkts' may be 0 (e.g. a
+ * dequeue that only submitted copies). */
+void
+dpdk_dma_record_copy(enum dpdk_dma_dir dir, bool by_dma, uint32_t avg_len,
+                     uint64_t cycles, unsigned int n_pkts)
+{
+    struct dpdk_dma_thread_stats *ts = dpdk_dma_thread_record();
+    int cls = dpdk_dma_size_class(avg_len);
+
+    dpdk_dma_cost_add(&ts->copy[dir][by_dma][cls], cycles, n_pkts);
+    if (ts->since_explore[dir][cls] >= DPDK_DMA_EXPLORE) {
+        ts->since_explore[dir][cls] = 0;
+    }
+    dpdk_dma_count(by_dma ? DPDK_DMA_CYC_SUBMIT : DPDK_DMA_CYC_CPU, cycles);
+}
+
+/* Records that the calling thread spent 'cycles' polling for Tx
+ * completions, which completed 'n_pkts' packets. */
+void
+dpdk_dma_record_poll(uint64_t cycles, unsigned int n_pkts)
+{
+    dpdk_dma_cost_add(&dpdk_dma_thread_record()->poll, cycles, n_pkts);
+    dpdk_dma_count(DPDK_DMA_CYC_POLL, cycles);
 }
 
 /* Frames shorter than this many bytes go by CPU copy where order allows;

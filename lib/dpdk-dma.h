@@ -35,7 +35,7 @@ struct smap;
  *
  * Each PMD thread claims one free device when it starts
  * (dpdk_dma_thread_claim()) and releases it when it exits; it is the
- * device's usual user, but not its only one (see dpdk_dma_lock()).  A
+ * device's usual user, but not its only one (see below).  A
  * thread without a device, or whose device is quarantined
  * (lib/dpdk-dma-guard.h), copies with the CPU.  "ovs-appctl
  * netdev-dpdk/dma-show" lists devices, owners and their state. */
@@ -51,6 +51,36 @@ void dpdk_dma_set_config(const struct smap *ovs_other_config);
 uint32_t dpdk_dma_async_min_size(void);
 uint16_t dpdk_dma_min_ring_size(void);
 
+/* other_config:vhost-async-copy-policy, read at every database change:
+ * which copies go to a thread's DMA device.  Whatever the policy, a CPU
+ * copy happens only where the queue has no DMA copies in flight, so that
+ * it cannot overtake one. */
+enum dpdk_dma_policy {
+    DPDK_DMA_POLICY_ADAPTIVE,   /* Measured: the cheaper for this thread. */
+    DPDK_DMA_POLICY_DMA,        /* Frames of vhost-async-min-size and up by
+                                 * DMA, shorter ones by the CPU. */
+    DPDK_DMA_POLICY_CPU,        /* Every frame by the CPU. */
+};
+enum dpdk_dma_policy dpdk_dma_policy(void);
+
+/* The adaptive policy's cost model, per thread and copy direction.  The
+ * thread times each vhost call that copies: what it costs per packet
+ * copied, by CPU and by DMA (submitting, plus collecting the completions,
+ * which Tx polls for separately), by frame size class, is kept as a
+ * decaying average.  A burst goes the cheaper way for its average frame
+ * size; now and then (one burst in DPDK_DMA_EXPLORE) the other way, so
+ * that a change in the engine's cost is noticed. */
+#define DPDK_DMA_EXPLORE 64
+enum dpdk_dma_dir {
+    DPDK_DMA_DIR_TX,            /* To the guest: enqueue. */
+    DPDK_DMA_DIR_RX,            /* From the guest: dequeue. */
+    DPDK_DMA_N_DIRS
+};
+bool dpdk_dma_prefer_dma(enum dpdk_dma_dir, uint32_t avg_len);
+void dpdk_dma_record_copy(enum dpdk_dma_dir, bool by_dma, uint32_t avg_len,
+                          uint64_t cycles, unsigned int n_pkts);
+void dpdk_dma_record_poll(uint64_t cycles, unsigned int n_pkts);
+
 struct ds;
 void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);
 
@@ -64,29 +94,14 @@ int16_t dpdk_dma_thread_id(void);
  * be used by two threads at once.  Its owning PMD thread is its usual user,
  * but a vring's copies in flight may have to be completed, or queued
  * behind, through another thread's device (a thread without a device, an
- * rx queue that moved, a vring being torn down).  So every vhost async call
- * that names a DMA device runs under that device's lock, uncontended in the
- * usual case.  Callers that may hold a vring lock that the device's owner
- * can wait for (DPDK's vhost callbacks) must use the trylock. */
-void dpdk_dma_lock(int16_t id);
-bool dpdk_dma_trylock(int16_t id);
-void dpdk_dma_unlock(int16_t id);
-
-/* A vhost call that takes a vring lock and waits for it
- * (rte_vhost_submit_enqueue_burst()) can wait while DPDK holds every vring
- * lock of that vhost device around a callback in which OVS must complete
- * the vrings' copies in flight, through this very DMA device: a deadlock
- * until the callback gives up.  So the holder of DMA device 'id' announces
- * such a call for vhost device 'vid' with dpdk_dma_vhost_enter() and ends it
- * with dpdk_dma_vhost_leave().  Meanwhile it cannot use the device: the
- * callback, which holds the vring locks of 'vid', may borrow it with
- * dpdk_dma_borrow(), which returns false if the holder is not in such a
- * call, and must give it back with dpdk_dma_give_back() before it returns.
- * dpdk_dma_vhost_leave() waits for that. */
-void dpdk_dma_vhost_enter(int16_t id, int vid);
-void dpdk_dma_vhost_leave(int16_t id, int vid);
-bool dpdk_dma_borrow(int16_t id, int vid);
-void dpdk_dma_give_back(int16_t id, int vid);
+ * rx queue that moved, a vring being torn down).  DPDK's vhost library
+ * takes care of it: every DMA call it makes (lib/vhost/virtio_net.c,
+ * vhost_async_dma_transfer() and vhost_async_dma_check_completed()) runs
+ * under the vchannel's own spinlock, 'dma_lock' of struct
+ * async_dma_vchan_info, which it takes after the vring lock and holds for
+ * no call that can wait.  OVS calls DMA devices only through vhost, and
+ * the guard (lib/dpdk-dma-guard.h) runs inside those calls, so OVS needs
+ * no DMA lock of its own. */
 
 /* What vhost async's vring and device teardowns, which run in DPDK's vhost
  * thread, did with the copies they found in flight.  OVS's coverage
@@ -95,7 +110,6 @@ void dpdk_dma_give_back(int16_t id, int vid);
 enum dpdk_dma_teardown_stat {
     DPDK_DMA_TEARDOWN_FINISHED,     /* Copies completed. */
     DPDK_DMA_TEARDOWN_STUCK,        /* Copies still in flight after 1 s. */
-    DPDK_DMA_TEARDOWN_BORROWED,     /* Times a DMA device was borrowed. */
     DPDK_DMA_N_TEARDOWN_STATS
 };
 void dpdk_dma_count_teardown(enum dpdk_dma_teardown_stat, uint64_t n);
@@ -108,9 +122,22 @@ enum dpdk_dma_stat {
     DPDK_DMA_RX_ASYNC,          /* Rx packets whose DMA copy completed. */
     DPDK_DMA_TX_CPU,            /* Tx packets copied by the CPU. */
     DPDK_DMA_RX_CPU,            /* Rx packets copied by the CPU. */
+    DPDK_DMA_CYC_SUBMIT,        /* Cycles in vhost calls that copy by DMA
+                                 * (submitting; Rx also collects). */
+    DPDK_DMA_CYC_POLL,          /* Cycles polling for Tx completions. */
+    DPDK_DMA_CYC_CPU,           /* Cycles in vhost calls that copy by CPU. */
     DPDK_DMA_N_STATS
 };
 
 void dpdk_dma_count(enum dpdk_dma_stat, uint64_t n);
+
+/* An async dequeue submits copies before it returns their packets, in a
+ * later call: the PMD loop would count the iteration that did the work as
+ * idle, and the thread's processing cycles per packet would leave it out.
+ * So the dequeue notes the packets whose copies it submitted without
+ * returning any, and the PMD loop takes the note at the end of each
+ * iteration and counts it as work done. */
+void dpdk_dma_note_submitted(unsigned int n);
+unsigned int dpdk_dma_take_submitted(void);
 
 #endif /* dpdk-dma.h */

@@ -35,6 +35,7 @@ dp_defer_init(struct dp_defer *defer, size_t capacity)
     ovs_assert(capacity > 0);
     defer->entries = xcalloc(capacity, sizeof *defer->entries);
     defer->n = 0;
+    defer->last = 0;
     defer->capacity = capacity;
     memset(&defer->stats, 0, sizeof defer->stats);
     memset(&defer->base, 0, sizeof defer->base);
@@ -53,15 +54,30 @@ dp_defer_destroy(struct dp_defer *defer)
  * 'poll' and 'cookie', unless it is already registered, in which case its
  * cookie becomes 'cookie'.  Returns false if the list is full: the caller
  * must then complete that queue's work itself. */
+static bool
+dp_defer_entry_is(const struct dp_defer_entry *e, dp_defer_poll_func *poll,
+                  const void *port, int qid)
+{
+    return e->port == port && e->qid == qid && e->poll == poll;
+}
+
 bool
 dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
              int qid, uint64_t cookie)
 {
-    for (size_t i = 0; i < defer->n; i++) {
-        struct dp_defer_entry *e = &defer->entries[i];
+    struct dp_defer_entry *e = &defer->entries[defer->last];
 
-        if (e->port == port && e->qid == qid && e->poll == poll) {
+    /* A thread usually sends burst after burst to the same queue: try the
+     * entry of the latest add first, which makes the usual add O(1). */
+    if (defer->last < defer->n && dp_defer_entry_is(e, poll, port, qid)) {
+        e->cookie = cookie;
+        return true;
+    }
+    for (size_t i = 0; i < defer->n; i++) {
+        e = &defer->entries[i];
+        if (dp_defer_entry_is(e, poll, port, qid)) {
             e->cookie = cookie;
+            defer->last = i;
             return true;
         }
     }
@@ -69,6 +85,7 @@ dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
         defer->stats.full++;
         return false;
     }
+    defer->last = defer->n;
     defer->entries[defer->n++] = (struct dp_defer_entry) {
         .poll = poll,
         .port = port,
@@ -117,23 +134,6 @@ dp_defer_run(struct dp_defer *defer)
     }
     defer->stats.completed += total;
     return total;
-}
-
-/* Runs the list, as dp_defer_run(), if the calling thread is 'busy' (it
- * received packets in this iteration) or if DP_DEFER_IDLE_RUN_US have
- * passed since the last run at 'now' (usec).  Completions are collected
- * along with the packets a thread processes, and in batches while it is
- * idle, instead of one poll per idle iteration: a poll costs about as
- * much when it finds one completion as when it finds a burst of them.
- * Returns the number of packets completed. */
-unsigned int
-dp_defer_run_due(struct dp_defer *defer, bool busy, long long int now)
-{
-    if (!dp_defer_is_due(defer, busy, now)) {
-        return 0;
-    }
-    defer->next_run = now + DP_DEFER_IDLE_RUN_US;
-    return dp_defer_run(defer);
 }
 
 /* Runs the list until it is empty or 'max_rounds' rounds have passed.
@@ -241,10 +241,6 @@ dp_defer_format_stats(struct ds *reply, const struct dp_defer *defer)
                   "  vhost async completion polls: %"PRIu64" "
                   "(empty: %"PRIu64"), packets completed: %"PRIu64"\n",
                   s.polls, s.empty_polls, s.completed);
-    ds_put_format(reply,
-                  "  vhost async completion poll cycles: %"PRIu64" "
-                  "(%.02f per completed packet)\n", s.cycles,
-                  s.completed ? s.cycles / (double) s.completed : 0.0);
     if (s.full || s.abandoned) {
         ds_put_format(reply, "  vhost async deferred work: %"PRIu64" "
                       "refused (list full), %"PRIu64" abandoned\n",

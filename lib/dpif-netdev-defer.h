@@ -78,13 +78,14 @@ struct dp_defer_stats {
     uint64_t empty_polls;       /* Polls that completed nothing. */
     uint64_t completed;         /* Packets completed. */
     uint64_t abandoned;         /* Entries dropped by a bounded drain. */
-    uint64_t cycles;            /* Cycles spent in dp_defer_run(). */
 };
 
 struct dp_defer {
     struct dp_defer_entry *entries;
     size_t n;
     size_t capacity;
+    size_t last;                /* Index of the latest entry added, a hint
+                                 * for the next dp_defer_add(). */
     struct dp_defer_stats stats;
     struct dp_defer_stats base; /* 'stats' at the last clear. */
     long long int next_run;     /* dp_defer_run_due(): earliest time (usec)
@@ -97,8 +98,6 @@ void dp_defer_destroy(struct dp_defer *);
 bool dp_defer_add(struct dp_defer *, dp_defer_poll_func *, void *port,
                   int qid, uint64_t cookie);
 unsigned int dp_defer_run(struct dp_defer *);
-unsigned int dp_defer_run_due(struct dp_defer *, bool busy,
-                              long long int now);
 size_t dp_defer_drain(struct dp_defer *, unsigned int max_rounds);
 size_t dp_defer_remove_port(struct dp_defer *, const void *port);
 size_t dp_defer_clear(struct dp_defer *);
@@ -128,6 +127,24 @@ static inline bool
 dp_defer_is_due(const struct dp_defer *defer, bool busy, long long int now)
 {
     return defer->n && (busy || now >= defer->next_run);
+}
+
+/* Runs the list, as dp_defer_run(), if the calling thread is 'busy' (it
+ * received packets in this iteration) or if DP_DEFER_IDLE_RUN_US have
+ * passed since the last run at 'now' (usec).  Completions are collected
+ * along with the packets a thread processes, and in batches while it is
+ * idle, instead of one poll per idle iteration: a poll costs about as
+ * much when it finds one completion as when it finds a burst of them.
+ * Inline: a PMD thread calls it in every iteration, mostly to find nothing
+ * to do.  Returns the number of packets completed. */
+static inline unsigned int
+dp_defer_run_due(struct dp_defer *defer, bool busy, long long int now)
+{
+    if (!dp_defer_is_due(defer, busy, now)) {
+        return 0;
+    }
+    defer->next_run = now + DP_DEFER_IDLE_RUN_US;
+    return dp_defer_run(defer);
 }
 
 #endif /* dpif-netdev-defer.h */

@@ -22,6 +22,7 @@
 #include <config.h>
 #include "netdev-dpdk-vhost-async.h"
 
+#include <rte_cycles.h>
 #include <rte_dmadev.h>
 #include <rte_mbuf.h>
 #include <rte_vhost.h>
@@ -80,8 +81,10 @@ struct vhost_async_vring {
         atomic_int16_t tx_dma;      /* DMA of the latest Tx submission. */
         int16_t rx_dma;             /* Dequeue: DMA of the copies in flight,
                                      * -1 if none yet. */
-        bool rx_small;              /* Dequeue: the latest packets received
-                                     * were all small: copy by CPU. */
+        bool rx_small;              /* Dequeue: copy by CPU, as the copy
+                                     * policy decided from the latest
+                                     * packets received. */
+        uint32_t rx_len;            /* Dequeue: their average length. */
         unsigned int rx_idle;       /* Dequeue: polls in a row that found
                                      * nothing, with nothing in flight. */
         bool rx_waiting;            /* Dequeue: after such polls, the guest
@@ -271,9 +274,10 @@ vhost_async_device_new(int vid, const char *ifname)
     dev->vid = vid;
     dev->ifname = xstrdup(ifname);
     dev->n_vrings = n_vrings;
-    /* Receive queues start with CPU copies if small packets take them: the
-     * first burst received tells. */
-    rx_small = dpdk_dma_async_min_size() > 0;
+    /* Receive queues start with CPU copies if small packets take them, or
+     * the copy policy measures: the first burst received tells. */
+    rx_small = dpdk_dma_policy() != DPDK_DMA_POLICY_DMA
+               || dpdk_dma_async_min_size() > 0;
     for (int i = 0; i < VHOST_ASYNC_MAX_VRINGS; i++) {
         struct vhost_async_vring *vr = &dev->vrings[i];
 
@@ -357,29 +361,12 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
             if (!(dmas & (UINT64_C(1) << dma))) {
                 continue;
             }
-            /* Never wait for the device here: its holder may be waiting for
-             * a vring lock that DPDK holds around this callback.  Then it
-             * lends us the device. */
-            bool borrowed = false;
-
-            if (!dpdk_dma_trylock(dma)) {
-                if (!locked || !dpdk_dma_borrow(dma, dev->vid)) {
-                    continue;   /* Busy for a moment: try again. */
-                }
-                borrowed = true;
-                dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_BORROWED, 1);
-            }
             n = locked
                 ? rte_vhost_clear_queue_thread_unsafe(dev->vid, vring, pkts,
                                                       VHOST_ASYNC_BURST,
                                                       dma, 0)
                 : rte_vhost_clear_queue(dev->vid, vring, pkts,
                                         VHOST_ASYNC_BURST, dma, 0);
-            if (borrowed) {
-                dpdk_dma_give_back(dma, dev->vid);
-            } else {
-                dpdk_dma_unlock(dma);
-            }
             if (n == UINT16_MAX) {
                 /* DPDK says the vring lock is not held after all. */
                 locked = false;
@@ -572,10 +559,8 @@ vhost_async_tx_complete(struct vhost_async_dev *dev, uint16_t vring,
     struct rte_mbuf *pkts[VHOST_ASYNC_BURST];
     uint16_t n;
 
-    dpdk_dma_lock(dma);
     n = rte_vhost_poll_enqueue_completed(dev->vid, vring, pkts,
                                          VHOST_ASYNC_BURST, dma, 0);
-    dpdk_dma_unlock(dma);
     if (n) {
         rte_pktmbuf_free_bulk(pkts, n);
         vring_inflight_add(vr, -n);
@@ -607,6 +592,28 @@ vhost_async_tx_complete_others(struct vhost_async_dev *dev, uint16_t vring,
     return n;
 }
 
+/* Returns true if the copies of Tx vring 'vr' have completed as far as a
+ * deferred entry whose latest cookie is 'cookie' waits for: copies
+ * complete in submission order, counted in 'async_pkts'.  Copies that a
+ * thread without a list (the main thread) queues behind ours are waited
+ * for too: it raises 'tx_orphans' before it submits them, so 'async_pkts'
+ * is read first, with acquire: once it counts one of those copies,
+ * 'tx_orphans' counts them all. */
+static bool
+vhost_async_defer_done(struct vhost_async_vring *vr, uint64_t cookie)
+{
+    uint64_t completed, submitted, orphans;
+
+    atomic_read_explicit(&vr->async_pkts, &completed, memory_order_acquire);
+    atomic_read_relaxed(&vr->tx_orphans, &orphans);
+    atomic_read_relaxed(&vr->tx_submitted, &submitted);
+    /* A cookie beyond what was submitted is from an earlier connection. */
+    if (cookie > submitted) {
+        cookie = 0;
+    }
+    return completed >= MAX(cookie, orphans);
+}
+
 /* The deferred-work poll function: 'port' is the vid of the netdev the
  * work was registered for, read anew at each poll, so that a destroyed
  * device is never touched.  'cookie' is the vring's 'tx_submitted' after
@@ -621,20 +628,31 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
 {
     int vid = ovsrcu_index_get((const ovsrcu_index *) port);
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
-    unsigned int n;
+    struct vhost_async_vring *vr;
     int16_t dma;
 
     *n_completed = 0;
     if (!dev || vring >= dev->n_vrings) {
         return DP_DEFER_DONE;
     }
+    vr = &dev->vrings[vring];
+    if (vhost_async_defer_done(vr, cookie)) {
+        /* Another thread collected them. */
+        return DP_DEFER_DONE;
+    }
+
+    uint64_t start = rte_rdtsc();
 
     dma = dpdk_dma_thread_id();
     /* A thread that sends to this vring from several rx queues may have
-     * more than a batch to collect. */
+     * more than a batch to collect: poll while a poll finds a full one. */
     for (int round = 0; round < VHOST_ASYNC_MAX_POLL_ROUNDS; round++) {
-        n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma) : 0;
-        if (!n && vring_inflight(&dev->vrings[vring]) > 0) {
+        unsigned int n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma)
+                                  : 0;
+
+        if (!n) {
+            /* Copies complete in order within a vring: ours may wait
+             * behind those of a thread that shares it, on its device. */
             n = vhost_async_tx_complete_others(dev, vring, dma);
         }
         *n_completed += n;
@@ -642,24 +660,9 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
             break;
         }
     }
-
-    struct vhost_async_vring *vr = &dev->vrings[vring];
-    uint64_t completed, submitted, orphans;
-
-    /* 'completed' first: a thread without a list raises 'tx_orphans'
-     * before it submits. */
-    atomic_read_explicit(&vr->async_pkts, &completed, memory_order_acquire);
-    atomic_read_relaxed(&vr->tx_orphans, &orphans);
-    atomic_read_relaxed(&vr->tx_submitted, &submitted);
-    /* A cookie beyond what was submitted is from an earlier connection.
-     * Copies that a thread without a list (the main thread) queues behind
-     * ours are polled for too: it raises 'tx_orphans' before it submits
-     * them. */
-    if (cookie > submitted) {
-        cookie = 0;
-    }
-    return completed < MAX(cookie, orphans) ? DP_DEFER_PENDING
-                                            : DP_DEFER_DONE;
+    dpdk_dma_record_poll(rte_rdtsc() - start, *n_completed);
+    return vhost_async_defer_done(vr, cookie) ? DP_DEFER_DONE
+                                              : DP_DEFER_PENDING;
 }
 
 /* Returns true if every packet in 'pkts' is shorter than 'min_size' bytes,
@@ -675,6 +678,36 @@ vhost_async_all_small(struct rte_mbuf **pkts, int cnt, uint32_t min_size)
     return true;
 }
 
+/* Returns the average length of the 'cnt' packets in 'pkts'. */
+static uint32_t
+vhost_async_avg_len(struct rte_mbuf **pkts, int cnt)
+{
+    uint32_t bytes = 0;
+
+    for (int i = 0; i < cnt; i++) {
+        bytes += pkts[i]->pkt_len;
+    }
+    return cnt ? bytes / cnt : 0;
+}
+
+/* Returns true if the copy policy wants the 'cnt' packets in 'pkts', whose
+ * average length is 'avg_len', of direction 'dir' copied by the CPU (which
+ * happens only where nothing is in flight). */
+static bool
+vhost_async_policy_cpu(enum dpdk_dma_dir dir, struct rte_mbuf **pkts,
+                       int cnt, uint32_t avg_len)
+{
+    switch (dpdk_dma_policy()) {
+    case DPDK_DMA_POLICY_CPU:
+        return true;
+    case DPDK_DMA_POLICY_DMA:
+        return vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size());
+    case DPDK_DMA_POLICY_ADAPTIVE:
+    default:
+        return !dpdk_dma_prefer_dma(dir, avg_len);
+    }
+}
+
 /* Copies 'pkts' with the CPU.  Nothing is in flight on 'vring' and the
  * caller holds its Tx queue lock, so nothing can be submitted meanwhile:
  * DPDK's synchronous API is safe to use.  Frees all of 'pkts'; returns how
@@ -685,6 +718,8 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
                      int *retries)
 {
     struct vhost_async_vring *vr = &dev->vrings[vring];
+    uint32_t avg_len = vhost_async_avg_len(pkts, cnt);
+    uint64_t start = rte_rdtsc();
     int sent = 0;
 
     do {
@@ -695,6 +730,8 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
         }
         sent += n;
     } while (sent < cnt && (*retries)++ < max_retries);
+    dpdk_dma_record_copy(DPDK_DMA_DIR_TX, false, avg_len,
+                         rte_rdtsc() - start, sent);
 
     rte_pktmbuf_free_bulk(pkts, cnt);
     counter_add(&vr->cpu_pkts, sent);
@@ -721,6 +758,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
     int16_t dma = dpdk_dma_thread_id();
     struct vhost_async_vring *vr = &dev->vrings[vring];
+    uint32_t avg_len = vhost_async_avg_len(pkts, cnt);
     uint64_t orphans = 0;
     int sent = 0;
 
@@ -764,31 +802,44 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
             atomic_store_explicit(&vr->tx_orphans, orphans,
                                   memory_order_release);
         }
-    } else if (vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size())
-               && !vring_inflight(vr)) {
-        /* Small packets cost less to copy than to hand to a DMA device.
-         * Nothing is in flight and the caller's Tx queue lock keeps other
-         * senders out, so the CPU copy cannot overtake a DMA copy. */
+    } else if (vhost_async_policy_cpu(DPDK_DMA_DIR_TX, pkts, cnt, avg_len)
+               && (!vring_inflight(vr)
+                   || (vhost_async_tx_complete(dev, vring, dma)
+                       && !vring_inflight(vr)))) {
+        /* The copy policy wants the CPU (e.g. small packets cost less to
+         * copy than to hand to a DMA device), and nothing is in flight,
+         * perhaps once this thread collected its completions: otherwise a
+         * steady flow would keep queueing behind its own DMA copies.  The
+         * caller's Tx queue lock keeps other senders out, so the CPU copy
+         * cannot overtake a DMA copy. */
         return vhost_async_send_cpu(dev, vring, pkts, cnt, max_retries,
                                     retries);
     } else {
         /* Count the whole burst in flight before submitting it, so that a
          * thread polling completions never sees this vring idle while
-         * copies are on their way; the rest is taken back below. */
-        vring_note_dma(vr, dma);
-        atomic_store_relaxed(&vr->tx_dma, dma);
+         * copies are on their way; the rest is taken back below.  The
+         * caller's Tx queue lock keeps other senders out: with nothing in
+         * flight, no other device carries copies of this vring anymore. */
+        int16_t last_dma;
+
+        if (!vring_inflight(vr)) {
+            atomic_store_relaxed(&vr->dmas, UINT64_C(1) << dma);
+        } else {
+            vring_note_dma(vr, dma);
+        }
+        atomic_read_relaxed(&vr->tx_dma, &last_dma);
+        if (last_dma != dma) {
+            atomic_store_relaxed(&vr->tx_dma, dma);
+        }
         vring_inflight_add(vr, cnt);
     }
+    uint64_t start = rte_rdtsc();
+
     for (;;) {
         int n;
 
-        dpdk_dma_lock(dma);
-        /* DPDK waits here for the vring lock (see dpdk_dma_vhost_enter()). */
-        dpdk_dma_vhost_enter(dma, vid);
         n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
                                            cnt - sent, dma, 0);
-        dpdk_dma_vhost_leave(dma, vid);
-        dpdk_dma_unlock(dma);
         sent += n;
         if (sent >= cnt) {
             break;
@@ -801,7 +852,11 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
             break;
         }
     }
-    vring_inflight_add(vr, sent - cnt);
+    if (sent != cnt) {
+        vring_inflight_add(vr, sent - cnt);
+    }
+    dpdk_dma_record_copy(DPDK_DMA_DIR_TX, true, avg_len, rte_rdtsc() - start,
+                         sent);
 
     uint64_t submitted;
 
@@ -857,9 +912,7 @@ vhost_async_rx_collect(struct vhost_async_dev *dev, uint16_t vring,
     int nr_inflight;
     uint16_t n;
 
-    dpdk_dma_lock(vr->rx_dma);
     n = rte_vhost_clear_queue(dev->vid, vring, pkts, count, vr->rx_dma, 0);
-    dpdk_dma_unlock(vr->rx_dma);
     nr_inflight = rte_vhost_async_get_inflight(dev->vid, vring);
     if (nr_inflight >= 0) {
         atomic_store_relaxed(&vr->inflight, nr_inflight);
@@ -998,10 +1051,19 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
     }
 
     if (dma >= 0 && !vr->rx_small) {
-        dpdk_dma_lock(dma);
+        int prev_inflight = vring_inflight(vr);
+        uint64_t start = rte_rdtsc();
+
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
                                               &nr_inflight, dma, 0);
-        dpdk_dma_unlock(dma);
+        if (!n && nr_inflight > prev_inflight) {
+            dpdk_dma_note_submitted(nr_inflight - prev_inflight);
+        }
+        if (n || nr_inflight > 0) {
+            /* Idle polls are not what a copy costs. */
+            dpdk_dma_record_copy(DPDK_DMA_DIR_RX, true, vr->rx_len,
+                                 rte_rdtsc() - start, n);
+        }
         if (nr_inflight >= 0) {
             atomic_store_relaxed(&vr->inflight, nr_inflight);
             if (nr_inflight && vr->rx_dma != dma) {
@@ -1025,17 +1087,25 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
     if (dma < 0 || vr->rx_small || !n) {
         /* CPU copies, or a frame that the async dequeue refused (see
          * above). */
+        uint64_t start = rte_rdtsc();
+
         vr->rx_waiting = false;
         n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
         if (n) {
+            dpdk_dma_record_copy(DPDK_DMA_DIR_RX, false,
+                                 vhost_async_avg_len(pkts, n),
+                                 rte_rdtsc() - start, n);
             counter_add(&vr->cpu_pkts, n);
             dpdk_dma_count(DPDK_DMA_RX_CPU, n);
         }
     }
 
     if (n && dma >= 0) {
-        vr->rx_small = vhost_async_all_small(pkts, n,
-                                             dpdk_dma_async_min_size());
+        /* The next dequeue copies by CPU or by DMA as the policy decides
+         * for these packets. */
+        vr->rx_len = vhost_async_avg_len(pkts, n);
+        vr->rx_small = vhost_async_policy_cpu(DPDK_DMA_DIR_RX, pkts, n,
+                                              vr->rx_len);
     }
     return n;
 }

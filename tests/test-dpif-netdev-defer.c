@@ -68,6 +68,20 @@ test_add_dedup(void)
     ovs_assert(d.n == 3);
     ovs_assert(d.stats.added == 3);
     ovs_assert(d.stats.full == 0);
+
+    /* The entry of the latest add moves or goes away: still one entry per
+     * queue. */
+    ovs_assert(dp_defer_remove_port(&d, &p0) == 2);
+    ovs_assert(d.n == 1);
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
+    ovs_assert(d.n == 2);
+    ovs_assert(dp_defer_remove_port(&d, &p1) == 1);
+    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
+    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
+    ovs_assert(d.n == 2);
+    ovs_assert(d.stats.added == 5);
     dp_defer_destroy(&d);
 }
 
