@@ -80,6 +80,11 @@ struct dpdk_dma_guard {
     uint16_t held;
     bool err_pending;
 
+    uint16_t unsubmitted;       /* Copies queued since the last doorbell
+                                 * (see guard_submit()). */
+    atomic_uint64_t n_doorbells;    /* Doorbells rung (driver submits). */
+    atomic_uint64_t n_rung;         /* Copies they carried. */
+
     uint64_t progress_tsc;      /* Last completion, or the first copy
                                  * queued on an idle device. */
     unsigned int empty_polls;
@@ -208,6 +213,7 @@ guard_copy(void *priv, uint16_t vchan, rte_iova_t src, rte_iova_t dst,
     job->fail = fail;
     job->tsc = OVS_UNLIKELY(mode == INJECT_DELAY) ? rte_get_tsc_cycles() : 0;
     g->n_fail += fail;
+    g->unsubmitted++;
     return g->next_idx++;
 }
 
@@ -229,13 +235,40 @@ guard_fill(void *priv OVS_UNUSED, uint16_t vchan OVS_UNUSED,
     return -ENOTSUP;
 }
 
+/* Rings the device's doorbell for the copies queued since the last one. */
+static int
+guard_ring(struct dpdk_dma_guard *g, uint16_t vchan)
+{
+    uint16_t n = g->unsubmitted;
+    uint64_t v;
+
+    g->unsubmitted = 0;
+    if (g->instant || g->stopped || !n) {
+        return 0;
+    }
+    /* Only this thread writes them (under vhost's lock): no atomic
+     * read-modify-write needed. */
+    atomic_read_relaxed(&g->n_doorbells, &v);
+    atomic_store_relaxed(&g->n_doorbells, v + 1);
+    atomic_read_relaxed(&g->n_rung, &v);
+    atomic_store_relaxed(&g->n_rung, v + n);
+    return g->orig.submit(g->orig.dev_private, vchan);
+}
+
+/* vhost submits at the end of every burst, however few copies it queued.
+ * A doorbell costs a hardware engine (an MMIO write) and the PMD thread
+ * (a store that leaves the CPU) as much for one copy as for many, and DMA
+ * engines work best on batches (DSA: 16 descriptors or more per doorbell).
+ * So the doorbell waits until DPDK_DMA_GUARD_BATCH copies are queued, or
+ * until the device is next polled for completions, whichever is first:
+ * every thread that submits polls that device for its completions, in the
+ * same PMD iteration when busy, within DP_DEFER_IDLE_RUN_US when idle. */
 static int
 guard_submit(void *priv, uint16_t vchan)
 {
     struct dpdk_dma_guard *g = priv;
 
-    return g->instant || g->stopped
-           ? 0 : g->orig.submit(g->orig.dev_private, vchan);
+    return g->unsubmitted >= DPDK_DMA_GUARD_BATCH ? guard_ring(g, vchan) : 0;
 }
 
 static uint16_t
@@ -412,6 +445,10 @@ guard_completed(void *priv, uint16_t vchan, const uint16_t nb_cpls,
     uint16_t n;
 
     *has_error = false;
+    if (g->unsubmitted) {
+        /* The doorbell that guard_submit() held back. */
+        guard_ring(g, vchan);
+    }
     if (OVS_UNLIKELY(g->n_redone)) {
         n = MIN(nb_cpls, g->n_redone);
         g->n_redone -= n;
@@ -492,6 +529,8 @@ dpdk_dma_guard_install(int16_t id, const char *name)
     atomic_init(&g->n_errors, 0);
     atomic_init(&g->n_cpu, 0);
     atomic_init(&g->n_lost, 0);
+    atomic_init(&g->n_doorbells, 0);
+    atomic_init(&g->n_rung, 0);
     atomic_init(&g->inject, INJECT_OFF);
     atomic_init(&g->every, 0);
     atomic_init(&g->next_n, 0);
@@ -552,6 +591,14 @@ dpdk_dma_guard_format(struct ds *s, int16_t id)
                   quarantined ? "quarantined (" : "ok",
                   quarantined ? g->reason : "", quarantined ? ")" : "",
                   errors, cpu, lost);
+
+    uint64_t doorbells, rung;
+
+    atomic_read_relaxed(&g->n_doorbells, &doorbells);
+    atomic_read_relaxed(&g->n_rung, &rung);
+    ds_put_format(s, "    doorbells %"PRIu64" for %"PRIu64" copies "
+                  "(%.1f per doorbell)\n", doorbells, rung,
+                  doorbells ? rung / (double) doorbells : 0.0);
     mode = guard_inject_mode(g);
     if (mode != INJECT_OFF) {
         static const char *names[] = {

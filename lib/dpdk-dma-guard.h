@@ -55,11 +55,18 @@ struct ds;
  * Every wrapped function runs under vhost's own per-vchannel lock, which
  * serialises the guard's state too.
  *
+ * The guard also batches the device's doorbells (DPDK_DMA_GUARD_BATCH).
+ *
  * The guard also carries a fault injector for tests: see
  * dpdk_dma_guard_register_injector(). */
 
 /* How long a device may keep copies outstanding without completing any. */
 #define DPDK_DMA_GUARD_STALL_MS 250
+
+/* Copies queued before the guard rings a device's doorbell: vhost's
+ * submissions are batched up to this many, or until the device is next
+ * polled for completions (see guard_submit()). */
+#define DPDK_DMA_GUARD_BATCH 16
 
 bool dpdk_dma_guard_install(int16_t id, const char *name);
 bool dpdk_dma_guard_quarantined(int16_t id);
