@@ -767,10 +767,12 @@ dpdk_dma_prefer_dma(enum dpdk_dma_dir dir, uint32_t avg_len)
 /* Records that the calling thread spent 'cycles' in a vhost call that
  * copied 'n_pkts' packets of direction 'dir', 'avg_len' bytes on average,
  * by DMA if 'by_dma', otherwise by the CPU.  'n_pkts' may be 0 (e.g. a
- * dequeue that only submitted copies). */
+ * dequeue that only submitted copies).  The caller times one call in
+ * 'weight': the cycles counters count it 'weight' times. */
 void
 dpdk_dma_record_copy(enum dpdk_dma_dir dir, bool by_dma, uint32_t avg_len,
-                     uint64_t cycles, unsigned int n_pkts)
+                     uint64_t cycles, unsigned int n_pkts,
+                     unsigned int weight)
 {
     struct dpdk_dma_thread_stats *ts = dpdk_dma_thread_record();
     int cls = dpdk_dma_size_class(avg_len);
@@ -779,7 +781,8 @@ dpdk_dma_record_copy(enum dpdk_dma_dir dir, bool by_dma, uint32_t avg_len,
     if (ts->since_explore[dir][cls] >= DPDK_DMA_EXPLORE) {
         ts->since_explore[dir][cls] = 0;
     }
-    dpdk_dma_count(by_dma ? DPDK_DMA_CYC_SUBMIT : DPDK_DMA_CYC_CPU, cycles);
+    dpdk_dma_count(by_dma ? DPDK_DMA_CYC_SUBMIT : DPDK_DMA_CYC_CPU,
+                   cycles * weight);
 }
 
 /* Records that the calling thread spent 'cycles' polling for Tx

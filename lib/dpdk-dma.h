@@ -78,7 +78,8 @@ enum dpdk_dma_dir {
 };
 bool dpdk_dma_prefer_dma(enum dpdk_dma_dir, uint32_t avg_len);
 void dpdk_dma_record_copy(enum dpdk_dma_dir, bool by_dma, uint32_t avg_len,
-                          uint64_t cycles, unsigned int n_pkts);
+                          uint64_t cycles, unsigned int n_pkts,
+                          unsigned int weight);
 void dpdk_dma_record_poll(uint64_t cycles, unsigned int n_pkts);
 
 struct ds;

@@ -66,6 +66,10 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 /* Completion polls of one vring in a row, while each finds a full batch. */
 #define VHOST_ASYNC_MAX_POLL_ROUNDS 4
 
+/* Dequeue: one call in this many is timed for the copy policy and the
+ * cycles counters (see vhost_async_recv()). */
+#define VHOST_ASYNC_RX_TIME_EVERY 8
+
 /* Dequeue: polls in a row that found nothing to dequeue and nothing in
  * flight, after which vhost_async_recv() looks for a frame that the async
  * dequeue refuses (see there). */
@@ -85,6 +89,7 @@ struct vhost_async_vring {
                                      * policy decided from the latest
                                      * packets received. */
         uint32_t rx_len;            /* Dequeue: their average length. */
+        unsigned int rx_calls;      /* Dequeue: calls, to time some. */
         unsigned int rx_idle;       /* Dequeue: polls in a row that found
                                      * nothing, with nothing in flight. */
         bool rx_waiting;            /* Dequeue: after such polls, the guest
@@ -731,7 +736,7 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
         sent += n;
     } while (sent < cnt && (*retries)++ < max_retries);
     dpdk_dma_record_copy(DPDK_DMA_DIR_TX, false, avg_len,
-                         rte_rdtsc() - start, sent);
+                         rte_rdtsc() - start, sent, 1);
 
     rte_pktmbuf_free_bulk(pkts, cnt);
     counter_add(&vr->cpu_pkts, sent);
@@ -856,7 +861,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         vring_inflight_add(vr, sent - cnt);
     }
     dpdk_dma_record_copy(DPDK_DMA_DIR_TX, true, avg_len, rte_rdtsc() - start,
-                         sent);
+                         sent, 1);
 
     uint64_t submitted;
 
@@ -1050,19 +1055,25 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         return vhost_async_rx_collect(dev, vring, pkts, count);
     }
 
+    /* A thread polls its rx queues far more often than it finds packets,
+     * and a TSC read costs tens of cycles (more in some VMs): only one call
+     * in VHOST_ASYNC_RX_TIME_EVERY is timed, and counts for them all. */
+    bool timed = !(++vr->rx_calls % VHOST_ASYNC_RX_TIME_EVERY);
+    uint64_t start = timed ? rte_rdtsc() : 0;
+
     if (dma >= 0 && !vr->rx_small) {
         int prev_inflight = vring_inflight(vr);
-        uint64_t start = rte_rdtsc();
 
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
                                               &nr_inflight, dma, 0);
         if (!n && nr_inflight > prev_inflight) {
             dpdk_dma_note_submitted(nr_inflight - prev_inflight);
         }
-        if (n || nr_inflight > 0) {
+        if (timed && (n || nr_inflight > 0)) {
             /* Idle polls are not what a copy costs. */
             dpdk_dma_record_copy(DPDK_DMA_DIR_RX, true, vr->rx_len,
-                                 rte_rdtsc() - start, n);
+                                 rte_rdtsc() - start, n,
+                                 VHOST_ASYNC_RX_TIME_EVERY);
         }
         if (nr_inflight >= 0) {
             atomic_store_relaxed(&vr->inflight, nr_inflight);
@@ -1087,14 +1098,19 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
     if (dma < 0 || vr->rx_small || !n) {
         /* CPU copies, or a frame that the async dequeue refused (see
          * above). */
-        uint64_t start = rte_rdtsc();
-
         vr->rx_waiting = false;
+        if (timed) {
+            /* Not the time of a refused async dequeue before it. */
+            start = rte_rdtsc();
+        }
         n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
-        if (n) {
+        if (n && timed) {
             dpdk_dma_record_copy(DPDK_DMA_DIR_RX, false,
                                  vhost_async_avg_len(pkts, n),
-                                 rte_rdtsc() - start, n);
+                                 rte_rdtsc() - start, n,
+                                 VHOST_ASYNC_RX_TIME_EVERY);
+        }
+        if (n) {
             counter_add(&vr->cpu_pkts, n);
             dpdk_dma_count(DPDK_DMA_RX_CPU, n);
         }
