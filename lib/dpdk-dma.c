@@ -85,18 +85,23 @@ DEFINE_STATIC_PER_THREAD_DATA(unsigned int, thread_submitted, 0);
 
 /* Copy counters of one thread.  Records live as long as the process, so
  * that a PMD thread's figures survive reloads. */
-/* Frame size classes of the adaptive policy: below 128 bytes, then one per
- * power of 2, then 4096 bytes and more. */
-#define DPDK_DMA_N_CLASSES 7
-
-/* What copies cost a thread: 'cycles' over 'pkts' packets, both halved
- * once 'pkts' passes DPDK_DMA_COST_WINDOW, so that recent bursts weigh
- * most.  Only the owning thread writes them. */
+/* What one copy mode cost a PMD thread: 'cycles' of busy iterations over
+ * 'pkts' packets received, both halved once 'pkts' passes
+ * DPDK_DMA_COST_WINDOW, so that recent epochs weigh most.  Only the
+ * owning thread writes them. */
 struct dpdk_dma_cost {
     atomic_uint64_t cycles;
     atomic_uint64_t pkts;
 };
-#define DPDK_DMA_COST_WINDOW 4096
+#define DPDK_DMA_COST_WINDOW (4 * DPDK_DMA_EPOCH_PKTS)
+
+/* The adaptive policy copies by DMA only where that measured this many
+ * percent cheaper than by CPU. */
+#define DPDK_DMA_MARGIN_PCT 10
+
+/* After the mode changes, copies in flight drain and bursts change size:
+ * the first packets of an epoch in the new mode are not measured. */
+#define DPDK_DMA_SETTLE_PKTS (DPDK_DMA_EPOCH_PKTS / 4)
 
 struct dpdk_dma_thread_stats {
     struct ovs_list node;       /* In 'thread_stats_list'. */
@@ -104,19 +109,29 @@ struct dpdk_dma_thread_stats {
     atomic_uint64_t n[DPDK_DMA_N_STATS];
     uint64_t base[DPDK_DMA_N_STATS];    /* 'n' at the last clear. */
 
-    /* The adaptive policy's model: copies by CPU ([0]) and by DMA ([1]),
-     * and Tx completion polls, per packet. */
-    struct dpdk_dma_cost copy[DPDK_DMA_N_DIRS][2][DPDK_DMA_N_CLASSES];
-    struct dpdk_dma_cost poll;
-    unsigned int since_explore[DPDK_DMA_N_DIRS][DPDK_DMA_N_CLASSES];
+    /* The adaptive policy (dpdk_dma_adaptive_dma()): the cost of the
+     * epochs with copies by CPU ([0]) and by DMA ([1]), and the current
+     * epoch, which started at 'epoch_cycles' and 'epoch_pkts' of the PMD
+     * thread's counters. */
+    struct dpdk_dma_cost mode_cost[2];
+    bool epoch_dma;
+    bool settling;              /* The mode just changed: the first
+                                 * DPDK_DMA_SETTLE_PKTS are not measured. */
+    uint64_t epoch_cycles;
+    uint64_t epoch_pkts;
+    atomic_uint64_t n_epochs;
 };
 
 static struct ovs_list thread_stats_list OVS_GUARDED_BY(dma_mutex)
     = OVS_LIST_INITIALIZER(&thread_stats_list);
 
 static uint64_t dpdk_dma_cost_get(const struct dpdk_dma_cost *);
-static bool dpdk_dma_cheaper(const struct dpdk_dma_thread_stats *,
-                             enum dpdk_dma_dir, int cls);
+
+/* The calling PMD thread's busy cycles and received packets (see
+ * dpdk_dma_thread_set_counters()), NULL in other threads. */
+DEFINE_STATIC_PER_THREAD_DATA(const atomic_uint64_t *, thread_busy_cycles,
+                              NULL);
+DEFINE_STATIC_PER_THREAD_DATA(const atomic_uint64_t *, thread_rx_pkts, NULL);
 
 /* The record of the non-PMD thread (and of any thread that has none). */
 static struct dpdk_dma_thread_stats non_pmd_stats;
@@ -421,25 +436,12 @@ dpdk_dma_init(const struct smap *ovs_other_config)
     }
 }
 
-static void
-dpdk_dma_format_class(struct ds *s, int cls)
-{
-    if (!cls) {
-        ds_put_cstr(s, "0-127 B");
-    } else if (cls == DPDK_DMA_N_CLASSES - 1) {
-        ds_put_format(s, "%d+ B", 64 << cls);
-    } else {
-        ds_put_format(s, "%d-%d B", 64 << cls, (128 << cls) - 1);
-    }
-}
-
 /* Appends to 'reply' the copy policy that thread record 'ts' follows and,
- * for the adaptive policy, its measured costs and decisions. */
+ * for the adaptive policy, what it measured. */
 static void
 dpdk_dma_format_policy(struct ds *reply,
                        const struct dpdk_dma_thread_stats *ts)
 {
-    static const char *dir_names[DPDK_DMA_N_DIRS] = { "tx", "rx" };
     enum dpdk_dma_policy policy = dpdk_dma_policy();
     uint32_t min_size = dpdk_dma_async_min_size();
 
@@ -452,62 +454,24 @@ dpdk_dma_format_policy(struct ds *reply,
             ds_put_cstr(reply, ", every frame by DMA");
         }
     } else if (policy == DPDK_DMA_POLICY_ADAPTIVE) {
-        for (int dir = 0; dir < DPDK_DMA_N_DIRS; dir++) {
-            bool any = false;
+        uint64_t cost[2], n_epochs;
 
-            ds_put_format(reply, ", %s by DMA at", dir_names[dir]);
-            for (int cls = 0; cls < DPDK_DMA_N_CLASSES; cls++) {
-                if (dpdk_dma_cheaper(ts, dir, cls)) {
-                    ds_put_cstr(reply, any ? ", " : " ");
-                    dpdk_dma_format_class(reply, cls);
-                    any = true;
-                }
-            }
-            if (!any) {
-                ds_put_cstr(reply, " no size");
-            }
-        }
-    }
-    ds_put_char(reply, '\n');
-    if (policy != DPDK_DMA_POLICY_ADAPTIVE) {
-        return;
-    }
-
-    uint64_t poll = dpdk_dma_cost_get(&ts->poll);
-
-    for (int dir = 0; dir < DPDK_DMA_N_DIRS; dir++) {
-        bool any = false;
-
-        for (int cls = 0; cls < DPDK_DMA_N_CLASSES; cls++) {
-            uint64_t cpu = dpdk_dma_cost_get(&ts->copy[dir][0][cls]);
-            uint64_t dma = dpdk_dma_cost_get(&ts->copy[dir][1][cls]);
-
-            if (cpu == UINT64_MAX && dma == UINT64_MAX) {
-                continue;
-            }
-            ds_put_format(reply, any ? ", "
-                          : "  vhost async %s cycles per packet, CPU/DMA: ",
-                          dir_names[dir]);
-            dpdk_dma_format_class(reply, cls);
-            if (cpu == UINT64_MAX) {
-                ds_put_cstr(reply, " -/");
-            } else {
-                ds_put_format(reply, " %"PRIu64"/", cpu);
-            }
-            if (dma == UINT64_MAX) {
+        atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &ts->n_epochs),
+                            &n_epochs);
+        ds_put_format(reply, ", now by %s, %"PRIu64" epochs",
+                      ts->epoch_dma ? "DMA" : "CPU", n_epochs);
+        for (int mode = 0; mode < 2; mode++) {
+            cost[mode] = dpdk_dma_cost_get(&ts->mode_cost[mode]);
+            ds_put_format(reply, ", by %s: ", mode ? "DMA" : "CPU");
+            if (cost[mode] == UINT64_MAX) {
                 ds_put_cstr(reply, "-");
             } else {
-                ds_put_format(reply, "%"PRIu64, dma);
+                ds_put_format(reply, "%"PRIu64, cost[mode]);
             }
-            any = true;
         }
-        if (any) {
-            if (dir == DPDK_DMA_DIR_TX && poll != UINT64_MAX) {
-                ds_put_format(reply, " (DMA: + %"PRIu64" polling)", poll);
-            }
-            ds_put_char(reply, '\n');
-        }
+        ds_put_cstr(reply, " cycles per packet");
     }
+    ds_put_char(reply, '\n');
 }
 
 /* Appends to 'reply' the line of "dpif-netdev/pmd-stats-show" that names
@@ -685,20 +649,6 @@ dpdk_dma_policy(void)
     return policy;
 }
 
-static struct dpdk_dma_thread_stats *
-dpdk_dma_thread_record(void)
-{
-    struct dpdk_dma_thread_stats *ts = *thread_stats_get();
-
-    return ts ? ts : &non_pmd_stats;
-}
-
-static int
-dpdk_dma_size_class(uint32_t len)
-{
-    return len < 128 ? 0 : MIN(log_2_floor(len) - 6, DPDK_DMA_N_CLASSES - 1);
-}
-
 /* Returns the cycles per packet of 'cost', or UINT64_MAX if nothing was
  * measured yet. */
 static uint64_t
@@ -714,7 +664,7 @@ dpdk_dma_cost_get(const struct dpdk_dma_cost *cost)
 
 static void
 dpdk_dma_cost_add(struct dpdk_dma_cost *cost, uint64_t cycles,
-                  unsigned int n_pkts)
+                  uint64_t n_pkts)
 {
     uint64_t c, p;
 
@@ -730,67 +680,98 @@ dpdk_dma_cost_add(struct dpdk_dma_cost *cost, uint64_t cycles,
     atomic_store_relaxed(&cost->pkts, p);
 }
 
-/* Returns true if, for thread record 'ts', copies of direction 'dir' of
- * frames in size class 'cls' cost less by DMA than by the CPU.  A mode not
- * measured yet is tried: the CPU first. */
-static bool
-dpdk_dma_cheaper(const struct dpdk_dma_thread_stats *ts,
-                 enum dpdk_dma_dir dir, int cls)
+/* Tells the calling PMD thread's copy policy where the thread counts its
+ * busy cycles and the packets it receives (dpif-netdev's per-PMD
+ * counters, which only the thread itself updates). */
+void
+dpdk_dma_thread_set_counters(const atomic_uint64_t *busy_cycles,
+                             const atomic_uint64_t *rx_pkts)
 {
-    uint64_t cpu = dpdk_dma_cost_get(&ts->copy[dir][0][cls]);
-    uint64_t dma = dpdk_dma_cost_get(&ts->copy[dir][1][cls]);
-
-    if (cpu == UINT64_MAX || dma == UINT64_MAX) {
-        return cpu != UINT64_MAX;
-    }
-    if (dir == DPDK_DMA_DIR_TX) {
-        uint64_t poll = dpdk_dma_cost_get(&ts->poll);
-
-        dma += poll == UINT64_MAX ? 0 : poll;
-    }
-    return dma < cpu;
+    *thread_busy_cycles_get() = busy_cycles;
+    *thread_rx_pkts_get() = rx_pkts;
 }
 
-/* The adaptive policy: returns true if the calling thread should copy a
- * burst of direction 'dir', whose frames are 'avg_len' bytes on average, by
- * DMA. */
+/* The adaptive policy: returns true if the calling thread should copy by
+ * DMA now.
+ *
+ * What a copy costs the thread is not only the time of the vhost calls
+ * that make it: a DMA engine that falls behind, or that takes CPU time
+ * from the guest (dma_skeleton), makes bursts smaller and every packet
+ * dearer.  So the thread compares whole epochs of DPDK_DMA_EPOCH_PKTS
+ * received packets, by its own busy cycles per packet (those of
+ * "pmd-stats-show"), leaving out the first DPDK_DMA_SETTLE_PKTS after a
+ * change of mode: it copies by the mode that measured cheaper over its
+ * latest few epochs (DMA by DPDK_DMA_MARGIN_PCT at least), and one epoch
+ * in DPDK_DMA_EXPLORE by the other one, so that a change in the engine
+ * or the traffic is noticed.  A mode not measured yet is tried first, the
+ * CPU first. */
 bool
-dpdk_dma_prefer_dma(enum dpdk_dma_dir dir, uint32_t avg_len)
+dpdk_dma_adaptive_dma(void)
 {
-    struct dpdk_dma_thread_stats *ts = dpdk_dma_thread_record();
-    int cls = dpdk_dma_size_class(avg_len);
-    bool dma = dpdk_dma_cheaper(ts, dir, cls);
+    const atomic_uint64_t *busy_cycles = *thread_busy_cycles_get();
+    const atomic_uint64_t *rx_pkts = *thread_rx_pkts_get();
+    struct dpdk_dma_thread_stats *ts = *thread_stats_get();
+    uint64_t cycles, pkts, n_epochs, cost[2];
 
-    return ++ts->since_explore[dir][cls] >= DPDK_DMA_EXPLORE ? !dma : dma;
+    if (!busy_cycles || !ts) {
+        return false;
+    }
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, rx_pkts), &pkts);
+    if (OVS_LIKELY(pkts - ts->epoch_pkts
+                   < (ts->settling ? DPDK_DMA_SETTLE_PKTS
+                                   : DPDK_DMA_EPOCH_PKTS))) {
+        return ts->epoch_dma;
+    }
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, busy_cycles), &cycles);
+    if (ts->settling) {
+        /* Settled: the measured part of the epoch starts. */
+        ts->settling = false;
+        ts->epoch_cycles = cycles;
+        ts->epoch_pkts = pkts;
+        return ts->epoch_dma;
+    }
+
+    /* The epoch is over. */
+    bool was_dma = ts->epoch_dma;
+
+    if (ts->epoch_pkts) {
+        dpdk_dma_cost_add(&ts->mode_cost[ts->epoch_dma],
+                          cycles - ts->epoch_cycles, pkts - ts->epoch_pkts);
+    }
+    atomic_read_relaxed(&ts->n_epochs, &n_epochs);
+    atomic_store_relaxed(&ts->n_epochs, ++n_epochs);
+    cost[0] = dpdk_dma_cost_get(&ts->mode_cost[0]);
+    cost[1] = dpdk_dma_cost_get(&ts->mode_cost[1]);
+    if (cost[0] == UINT64_MAX || cost[1] == UINT64_MAX) {
+        ts->epoch_dma = cost[0] != UINT64_MAX;
+    } else {
+        /* CPU copies are the safe side: DMA has to be clearly cheaper, by
+         * more than this machine's noise from one epoch to the next. */
+        bool dma = cost[1] * 100 < cost[0] * (100 - DPDK_DMA_MARGIN_PCT);
+
+        ts->epoch_dma = n_epochs % DPDK_DMA_EXPLORE ? dma : !dma;
+    }
+    ts->settling = ts->epoch_dma != was_dma || !ts->epoch_pkts;
+    ts->epoch_cycles = cycles;
+    ts->epoch_pkts = pkts;
+    return ts->epoch_dma;
 }
 
 /* Records that the calling thread spent 'cycles' in a vhost call that
- * copied 'n_pkts' packets of direction 'dir', 'avg_len' bytes on average,
- * by DMA if 'by_dma', otherwise by the CPU.  'n_pkts' may be 0 (e.g. a
- * dequeue that only submitted copies).  The caller times one call in
- * 'weight': the cycles counters count it 'weight' times. */
+ * copied packets by DMA if 'by_dma', otherwise by the CPU.  The caller
+ * times one call in 'weight': it counts 'weight' times. */
 void
-dpdk_dma_record_copy(enum dpdk_dma_dir dir, bool by_dma, uint32_t avg_len,
-                     uint64_t cycles, unsigned int n_pkts,
-                     unsigned int weight)
+dpdk_dma_record_copy(bool by_dma, uint64_t cycles, unsigned int weight)
 {
-    struct dpdk_dma_thread_stats *ts = dpdk_dma_thread_record();
-    int cls = dpdk_dma_size_class(avg_len);
-
-    dpdk_dma_cost_add(&ts->copy[dir][by_dma][cls], cycles, n_pkts);
-    if (ts->since_explore[dir][cls] >= DPDK_DMA_EXPLORE) {
-        ts->since_explore[dir][cls] = 0;
-    }
     dpdk_dma_count(by_dma ? DPDK_DMA_CYC_SUBMIT : DPDK_DMA_CYC_CPU,
                    cycles * weight);
 }
 
 /* Records that the calling thread spent 'cycles' polling for Tx
- * completions, which completed 'n_pkts' packets. */
+ * completions. */
 void
-dpdk_dma_record_poll(uint64_t cycles, unsigned int n_pkts)
+dpdk_dma_record_poll(uint64_t cycles)
 {
-    dpdk_dma_cost_add(&dpdk_dma_thread_record()->poll, cycles, n_pkts);
     dpdk_dma_count(DPDK_DMA_CYC_POLL, cycles);
 }
 

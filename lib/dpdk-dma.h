@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ovs-atomic.h"
+
 struct smap;
 
 /* DMA-dev devices for vhost async copies.
@@ -63,24 +65,19 @@ enum dpdk_dma_policy {
 };
 enum dpdk_dma_policy dpdk_dma_policy(void);
 
-/* The adaptive policy's cost model, per thread and copy direction.  The
- * thread times each vhost call that copies: what it costs per packet
- * copied, by CPU and by DMA (submitting, plus collecting the completions,
- * which Tx polls for separately), by frame size class, is kept as a
- * decaying average.  A burst goes the cheaper way for its average frame
- * size; now and then (one burst in DPDK_DMA_EXPLORE) the other way, so
- * that a change in the engine's cost is noticed. */
-#define DPDK_DMA_EXPLORE 64
-enum dpdk_dma_dir {
-    DPDK_DMA_DIR_TX,            /* To the guest: enqueue. */
-    DPDK_DMA_DIR_RX,            /* From the guest: dequeue. */
-    DPDK_DMA_N_DIRS
-};
-bool dpdk_dma_prefer_dma(enum dpdk_dma_dir, uint32_t avg_len);
-void dpdk_dma_record_copy(enum dpdk_dma_dir, bool by_dma, uint32_t avg_len,
-                          uint64_t cycles, unsigned int n_pkts,
-                          unsigned int weight);
-void dpdk_dma_record_poll(uint64_t cycles, unsigned int n_pkts);
+/* The adaptive policy (see dpdk_dma_adaptive_dma() in dpdk-dma.c): each PMD
+ * thread compares epochs of DPDK_DMA_EPOCH_PKTS received packets copied by
+ * CPU and by DMA by its busy cycles per packet, takes the cheaper mode, and
+ * one epoch in DPDK_DMA_EXPLORE the other one. */
+#define DPDK_DMA_EPOCH_PKTS 16384
+#define DPDK_DMA_EXPLORE 32
+void dpdk_dma_thread_set_counters(const atomic_uint64_t *busy_cycles,
+                                  const atomic_uint64_t *rx_pkts);
+bool dpdk_dma_adaptive_dma(void);
+
+/* Cycles spent copying, for the "vhost async cycles" counters. */
+void dpdk_dma_record_copy(bool by_dma, uint64_t cycles, unsigned int weight);
+void dpdk_dma_record_poll(uint64_t cycles);
 
 struct ds;
 void dpdk_dma_format_pmd(struct ds *, unsigned int core_id);

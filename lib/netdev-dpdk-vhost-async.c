@@ -88,7 +88,6 @@ struct vhost_async_vring {
         bool rx_small;              /* Dequeue: copy by CPU, as the copy
                                      * policy decided from the latest
                                      * packets received. */
-        uint32_t rx_len;            /* Dequeue: their average length. */
         unsigned int rx_calls;      /* Dequeue: calls, to time some. */
         unsigned int rx_idle;       /* Dequeue: polls in a row that found
                                      * nothing, with nothing in flight. */
@@ -665,7 +664,7 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
             break;
         }
     }
-    dpdk_dma_record_poll(rte_rdtsc() - start, *n_completed);
+    dpdk_dma_record_poll(rte_rdtsc() - start);
     return vhost_async_defer_done(vr, cookie) ? DP_DEFER_DONE
                                               : DP_DEFER_PENDING;
 }
@@ -683,24 +682,10 @@ vhost_async_all_small(struct rte_mbuf **pkts, int cnt, uint32_t min_size)
     return true;
 }
 
-/* Returns the average length of the 'cnt' packets in 'pkts'. */
-static uint32_t
-vhost_async_avg_len(struct rte_mbuf **pkts, int cnt)
-{
-    uint32_t bytes = 0;
-
-    for (int i = 0; i < cnt; i++) {
-        bytes += pkts[i]->pkt_len;
-    }
-    return cnt ? bytes / cnt : 0;
-}
-
-/* Returns true if the copy policy wants the 'cnt' packets in 'pkts', whose
- * average length is 'avg_len', of direction 'dir' copied by the CPU (which
- * happens only where nothing is in flight). */
+/* Returns true if the copy policy wants the 'cnt' packets in 'pkts' copied
+ * by the CPU (which happens only where nothing is in flight). */
 static bool
-vhost_async_policy_cpu(enum dpdk_dma_dir dir, struct rte_mbuf **pkts,
-                       int cnt, uint32_t avg_len)
+vhost_async_policy_cpu(struct rte_mbuf **pkts, int cnt)
 {
     switch (dpdk_dma_policy()) {
     case DPDK_DMA_POLICY_CPU:
@@ -709,7 +694,7 @@ vhost_async_policy_cpu(enum dpdk_dma_dir dir, struct rte_mbuf **pkts,
         return vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size());
     case DPDK_DMA_POLICY_ADAPTIVE:
     default:
-        return !dpdk_dma_prefer_dma(dir, avg_len);
+        return !dpdk_dma_adaptive_dma();
     }
 }
 
@@ -723,7 +708,6 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
                      int *retries)
 {
     struct vhost_async_vring *vr = &dev->vrings[vring];
-    uint32_t avg_len = vhost_async_avg_len(pkts, cnt);
     uint64_t start = rte_rdtsc();
     int sent = 0;
 
@@ -735,8 +719,7 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
         }
         sent += n;
     } while (sent < cnt && (*retries)++ < max_retries);
-    dpdk_dma_record_copy(DPDK_DMA_DIR_TX, false, avg_len,
-                         rte_rdtsc() - start, sent, 1);
+    dpdk_dma_record_copy(false, rte_rdtsc() - start, 1);
 
     rte_pktmbuf_free_bulk(pkts, cnt);
     counter_add(&vr->cpu_pkts, sent);
@@ -763,7 +746,6 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
     int16_t dma = dpdk_dma_thread_id();
     struct vhost_async_vring *vr = &dev->vrings[vring];
-    uint32_t avg_len = vhost_async_avg_len(pkts, cnt);
     uint64_t orphans = 0;
     int sent = 0;
 
@@ -807,7 +789,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
             atomic_store_explicit(&vr->tx_orphans, orphans,
                                   memory_order_release);
         }
-    } else if (vhost_async_policy_cpu(DPDK_DMA_DIR_TX, pkts, cnt, avg_len)
+    } else if (vhost_async_policy_cpu(pkts, cnt)
                && (!vring_inflight(vr)
                    || (vhost_async_tx_complete(dev, vring, dma)
                        && !vring_inflight(vr)))) {
@@ -860,8 +842,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     if (sent != cnt) {
         vring_inflight_add(vr, sent - cnt);
     }
-    dpdk_dma_record_copy(DPDK_DMA_DIR_TX, true, avg_len, rte_rdtsc() - start,
-                         sent, 1);
+    dpdk_dma_record_copy(true, rte_rdtsc() - start, 1);
 
     uint64_t submitted;
 
@@ -1070,9 +1051,8 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
             dpdk_dma_note_submitted(nr_inflight - prev_inflight);
         }
         if (timed && (n || nr_inflight > 0)) {
-            /* Idle polls are not what a copy costs. */
-            dpdk_dma_record_copy(DPDK_DMA_DIR_RX, true, vr->rx_len,
-                                 rte_rdtsc() - start, n,
+            /* Idle polls are not copies. */
+            dpdk_dma_record_copy(true, rte_rdtsc() - start,
                                  VHOST_ASYNC_RX_TIME_EVERY);
         }
         if (nr_inflight >= 0) {
@@ -1105,9 +1085,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         }
         n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
         if (n && timed) {
-            dpdk_dma_record_copy(DPDK_DMA_DIR_RX, false,
-                                 vhost_async_avg_len(pkts, n),
-                                 rte_rdtsc() - start, n,
+            dpdk_dma_record_copy(false, rte_rdtsc() - start,
                                  VHOST_ASYNC_RX_TIME_EVERY);
         }
         if (n) {
@@ -1119,9 +1097,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
     if (n && dma >= 0) {
         /* The next dequeue copies by CPU or by DMA as the policy decides
          * for these packets. */
-        vr->rx_len = vhost_async_avg_len(pkts, n);
-        vr->rx_small = vhost_async_policy_cpu(DPDK_DMA_DIR_RX, pkts, n,
-                                              vr->rx_len);
+        vr->rx_small = vhost_async_policy_cpu(pkts, n);
     }
     return n;
 }
