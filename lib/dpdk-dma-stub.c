@@ -66,12 +66,6 @@ dpdk_dma_count(enum dpdk_dma_stat stat OVS_UNUSED, uint64_t n OVS_UNUSED)
 {
 }
 
-unsigned int
-dpdk_dma_take_submitted(void)
-{
-    return 0;
-}
-
 void
 dpdk_dma_thread_set_counters(const atomic_uint64_t *busy_cycles OVS_UNUSED,
                              const atomic_uint64_t *rx_pkts OVS_UNUSED)

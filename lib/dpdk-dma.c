@@ -80,9 +80,6 @@ static atomic_uint64_t teardown_stats[DPDK_DMA_N_TEARDOWN_STATS];
 /* The DMA device id of the current thread, or -1 for CPU copies. */
 DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
 
-/* See dpdk_dma_note_submitted(). */
-DEFINE_STATIC_PER_THREAD_DATA(unsigned int, thread_submitted, 0);
-
 /* Copy counters of one thread.  Records live as long as the process, so
  * that a PMD thread's figures survive reloads. */
 /* What one copy mode cost a PMD thread: 'cycles' of busy iterations over
@@ -188,22 +185,6 @@ dpdk_dma_count(enum dpdk_dma_stat stat, uint64_t n)
     /* One writer per record: no atomic read-modify-write needed. */
     atomic_read_relaxed(&ts->n[stat], &cur);
     atomic_store_relaxed(&ts->n[stat], cur + n);
-}
-
-void
-dpdk_dma_note_submitted(unsigned int n)
-{
-    *thread_submitted_get() += n;
-}
-
-unsigned int
-dpdk_dma_take_submitted(void)
-{
-    unsigned int *n = thread_submitted_get();
-    unsigned int ret = *n;
-
-    *n = 0;
-    return ret;
 }
 
 static bool

@@ -129,13 +129,4 @@ enum dpdk_dma_stat {
 
 void dpdk_dma_count(enum dpdk_dma_stat, uint64_t n);
 
-/* An async dequeue submits copies before it returns their packets, in a
- * later call: the PMD loop would count the iteration that did the work as
- * idle, and the thread's processing cycles per packet would leave it out.
- * So the dequeue notes the packets whose copies it submitted without
- * returning any, and the PMD loop takes the note at the end of each
- * iteration and counts it as work done. */
-void dpdk_dma_note_submitted(unsigned int n);
-unsigned int dpdk_dma_take_submitted(void);
-
 #endif /* dpdk-dma.h */

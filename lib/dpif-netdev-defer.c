@@ -36,6 +36,7 @@ dp_defer_init(struct dp_defer *defer, size_t capacity)
     defer->entries = xcalloc(capacity, sizeof *defer->entries);
     defer->n = 0;
     defer->last = 0;
+    defer->n_submitted = 0;
     defer->capacity = capacity;
     memset(&defer->stats, 0, sizeof defer->stats);
     memset(&defer->base, 0, sizeof defer->base);
@@ -270,4 +271,14 @@ dp_defer_thread_add(dp_defer_poll_func *poll, void *port, int qid,
     struct dp_defer *defer = dp_defer_thread_get();
 
     return defer && dp_defer_add(defer, poll, port, qid, cookie);
+}
+
+void
+dp_defer_thread_note_submitted(unsigned int n)
+{
+    struct dp_defer *defer = dp_defer_thread_get();
+
+    if (defer) {
+        defer->n_submitted += n;
+    }
 }

@@ -90,6 +90,7 @@ struct dp_defer {
     struct dp_defer_stats base; /* 'stats' at the last clear. */
     long long int next_run;     /* dp_defer_run_due(): earliest time (usec)
                                  * of an idle run. */
+    unsigned int n_submitted;   /* See dp_defer_thread_note_submitted(). */
 };
 
 void dp_defer_init(struct dp_defer *, size_t capacity);
@@ -115,6 +116,24 @@ void dp_defer_thread_set(struct dp_defer *);
 struct dp_defer *dp_defer_thread_get(void);
 bool dp_defer_thread_add(dp_defer_poll_func *, void *port, int qid,
                          uint64_t cookie);
+
+/* A receive that leaves copies in flight (vhost async dequeue) submits them
+ * in one call and returns their packets in a later one: the iteration that
+ * did the copying would count as idle, and the thread's processing cycles
+ * per packet would leave it out.  So such a receive notes the packets
+ * whose copies it submitted without returning any in the calling thread's
+ * list, and the PMD loop takes them with dp_defer_take_submitted() at the
+ * end of each iteration, as work done. */
+void dp_defer_thread_note_submitted(unsigned int n);
+
+static inline unsigned int
+dp_defer_take_submitted(struct dp_defer *defer)
+{
+    unsigned int n = defer->n_submitted;
+
+    defer->n_submitted = 0;
+    return n;
+}
 
 static inline bool
 dp_defer_is_empty(const struct dp_defer *defer)

@@ -1048,7 +1048,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
                                               &nr_inflight, dma, 0);
         if (!n && nr_inflight > prev_inflight) {
-            dpdk_dma_note_submitted(nr_inflight - prev_inflight);
+            dp_defer_thread_note_submitted(nr_inflight - prev_inflight);
         }
         if (timed && (n || nr_inflight > 0)) {
             /* Idle polls are not copies. */

@@ -362,8 +362,17 @@ test_thread_list(void)
     ovs_assert(!dp_defer_thread_add(fake_poll, &p, 1, 0));   /* Full. */
     ovs_assert(d.n == 1);
     ovs_assert(dp_defer_run(&d) == 1);
+
+    /* Copies submitted without packets returned: taken once, as work. */
+    dp_defer_thread_note_submitted(5);
+    dp_defer_thread_note_submitted(3);
+    ovs_assert(dp_defer_take_submitted(&d) == 8);
+    ovs_assert(dp_defer_take_submitted(&d) == 0);
+
     dp_defer_thread_set(NULL);
     ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0, 0));
+    dp_defer_thread_note_submitted(5);          /* No list: ignored. */
+    ovs_assert(dp_defer_take_submitted(&d) == 0);
     dp_defer_destroy(&d);
 }
 
