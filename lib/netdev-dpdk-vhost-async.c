@@ -35,6 +35,7 @@
 #include "netdev.h"
 #include "openvswitch/vlog.h"
 #include "ovs-atomic.h"
+#include "ovs-thread.h"
 #include "timeval.h"
 #include "util.h"
 
@@ -69,6 +70,10 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 /* Dequeue: one call in this many is timed for the copy policy and the
  * cycles counters (see vhost_async_recv()). */
 #define VHOST_ASYNC_RX_TIME_EVERY 8
+
+/* Deferred-work polls of the calling thread, to time one in this many. */
+#define VHOST_ASYNC_POLL_TIME_EVERY 8
+DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_polls, 0);
 
 /* Dequeue: polls in a row that found nothing to dequeue and nothing in
  * flight, after which vhost_async_recv() looks for a frame that the async
@@ -645,7 +650,13 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
         return DP_DEFER_DONE;
     }
 
-    uint64_t start = rte_rdtsc();
+    /* Timed one poll in VHOST_ASYNC_POLL_TIME_EVERY, like dequeues. */
+    unsigned int *n_polls = vhost_async_polls_get();
+    bool timed;
+
+    *n_polls += 1;
+    timed = !(*n_polls % VHOST_ASYNC_POLL_TIME_EVERY);
+    uint64_t start = timed ? rte_rdtsc() : 0;
 
     dma = dpdk_dma_thread_id();
     /* A thread that sends to this vring from several rx queues may have
@@ -664,7 +675,10 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
             break;
         }
     }
-    dpdk_dma_record_poll(rte_rdtsc() - start);
+    if (timed) {
+        dpdk_dma_record_poll((rte_rdtsc() - start)
+                             * VHOST_ASYNC_POLL_TIME_EVERY);
+    }
     return vhost_async_defer_done(vr, cookie) ? DP_DEFER_DONE
                                               : DP_DEFER_PENDING;
 }
@@ -810,7 +824,12 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         int16_t last_dma;
 
         if (!vring_inflight(vr)) {
-            atomic_store_relaxed(&vr->dmas, UINT64_C(1) << dma);
+            uint64_t dmas = vring_dmas(vr);
+
+            /* Written only when it changes: other threads read this line. */
+            if (dmas != UINT64_C(1) << dma) {
+                atomic_store_relaxed(&vr->dmas, UINT64_C(1) << dma);
+            }
         } else {
             vring_note_dma(vr, dma);
         }
