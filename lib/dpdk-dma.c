@@ -36,6 +36,7 @@
 #include "smap.h"
 #include "unixctl.h"
 #include "util.h"
+#include "vhost-async-policy.h"
 
 VLOG_DEFINE_THIS_MODULE(dpdk_dma);
 
@@ -82,19 +83,16 @@ DEFINE_STATIC_PER_THREAD_DATA(int16_t, thread_dma_id, -1);
 
 /* Copy counters of one thread.  Records live as long as the process, so
  * that a PMD thread's figures survive reloads. */
-/* What one copy mode cost a PMD thread: 'cycles' of busy iterations over
- * 'pkts' packets received, both halved once 'pkts' passes
- * DPDK_DMA_COST_WINDOW, so that recent epochs weigh most.  Only the
- * owning thread writes them. */
+/* What one copy mode cost a PMD thread, for "pmd-stats-show": the busy
+ * cycles per received packet of its latest DPDK_DMA_COST_EPOCHS epochs in
+ * that mode, and their median.  Only the owning thread writes them. */
+#define DPDK_DMA_COST_EPOCHS 5
 struct dpdk_dma_cost {
-    atomic_uint64_t cycles;
-    atomic_uint64_t pkts;
+    uint64_t recent[DPDK_DMA_COST_EPOCHS];
+    unsigned int n;             /* Epochs recorded, all told. */
+    atomic_uint64_t median;     /* 0: nothing measured yet. */
 };
-#define DPDK_DMA_COST_WINDOW (4 * DPDK_DMA_EPOCH_PKTS)
-
-/* The adaptive policy copies by DMA only where that measured this many
- * percent cheaper than by CPU. */
-#define DPDK_DMA_MARGIN_PCT 10
+BUILD_ASSERT_DECL(DPDK_DMA_COST_EPOCHS <= VHOST_ASYNC_POLICY_PAIRS);
 
 /* After the mode changes, copies in flight drain and bursts change size:
  * the first packets of an epoch in the new mode are not measured. */
@@ -106,16 +104,17 @@ struct dpdk_dma_thread_stats {
     atomic_uint64_t n[DPDK_DMA_N_STATS];
     uint64_t base[DPDK_DMA_N_STATS];    /* 'n' at the last clear. */
 
-    /* The adaptive policy (dpdk_dma_adaptive_dma()): the cost of the
-     * epochs with copies by CPU ([0]) and by DMA ([1]), and the current
-     * epoch, which started at 'epoch_cycles' and 'epoch_pkts' of the PMD
-     * thread's counters. */
-    struct dpdk_dma_cost mode_cost[2];
+    /* The adaptive policy (dpdk_dma_adaptive_dma()).  The current epoch
+     * started at 'epoch_cycles' and 'epoch_pkts' of the PMD thread's
+     * counters and copies by DMA if 'epoch_dma'. */
+    struct vhost_async_policy policy;
+    struct dpdk_dma_cost mode_cost[2];  /* By CPU ([0]) and by DMA ([1]). */
     bool epoch_dma;
     bool settling;              /* The mode just changed: the first
                                  * DPDK_DMA_SETTLE_PKTS are not measured. */
     uint64_t epoch_cycles;
     uint64_t epoch_pkts;
+    atomic_uint64_t ratio;      /* 'policy.ratio', for other threads. */
     atomic_uint64_t n_epochs;
 };
 
@@ -451,6 +450,15 @@ dpdk_dma_format_policy(struct ds *reply,
             }
         }
         ds_put_cstr(reply, " cycles per packet");
+
+        uint64_t ratio;
+
+        atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &ts->ratio),
+                            &ratio);
+        if (ratio) {
+            ds_put_format(reply, ", DMA/CPU %"PRIu64".%02"PRIu64,
+                          ratio / 1000, ratio % 1000 / 10);
+        }
     }
     ds_put_char(reply, '\n');
 }
@@ -635,30 +643,11 @@ dpdk_dma_policy(void)
 static uint64_t
 dpdk_dma_cost_get(const struct dpdk_dma_cost *cost)
 {
-    uint64_t cycles, pkts;
+    uint64_t median;
 
-    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &cost->pkts), &pkts);
-    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &cost->cycles),
-                        &cycles);
-    return pkts ? cycles / pkts : UINT64_MAX;
-}
-
-static void
-dpdk_dma_cost_add(struct dpdk_dma_cost *cost, uint64_t cycles,
-                  uint64_t n_pkts)
-{
-    uint64_t c, p;
-
-    atomic_read_relaxed(&cost->cycles, &c);
-    atomic_read_relaxed(&cost->pkts, &p);
-    c += cycles;
-    p += n_pkts;
-    if (p > DPDK_DMA_COST_WINDOW) {
-        c /= 2;
-        p /= 2;
-    }
-    atomic_store_relaxed(&cost->cycles, c);
-    atomic_store_relaxed(&cost->pkts, p);
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &cost->median),
+                        &median);
+    return median ? median : UINT64_MAX;
 }
 
 /* Tells the calling PMD thread's copy policy where the thread counts its
@@ -678,21 +667,18 @@ dpdk_dma_thread_set_counters(const atomic_uint64_t *busy_cycles,
  * What a copy costs the thread is not only the time of the vhost calls
  * that make it: a DMA engine that falls behind, or that takes CPU time
  * from the guest (dma_skeleton), makes bursts smaller and every packet
- * dearer.  So the thread compares whole epochs of DPDK_DMA_EPOCH_PKTS
- * received packets, by its own busy cycles per packet (those of
+ * dearer.  So the thread measures whole epochs of DPDK_DMA_EPOCH_PKTS
+ * received packets by its own busy cycles per packet (those of
  * "pmd-stats-show"), leaving out the first DPDK_DMA_SETTLE_PKTS after a
- * change of mode: it copies by the mode that measured cheaper over its
- * latest few epochs (DMA by DPDK_DMA_MARGIN_PCT at least), and one epoch
- * in DPDK_DMA_EXPLORE by the other one, so that a change in the engine
- * or the traffic is noticed.  A mode not measured yet is tried first, the
- * CPU first. */
+ * change of mode, and lets vhost-async-policy.h decide from those. */
 bool
 dpdk_dma_adaptive_dma(void)
 {
     const atomic_uint64_t *busy_cycles = *thread_busy_cycles_get();
     const atomic_uint64_t *rx_pkts = *thread_rx_pkts_get();
     struct dpdk_dma_thread_stats *ts = *thread_stats_get();
-    uint64_t cycles, pkts, n_epochs, cost[2];
+    uint64_t cycles, pkts, cost, median;
+    bool was_dma;
 
     if (!busy_cycles || !ts) {
         return false;
@@ -704,8 +690,12 @@ dpdk_dma_adaptive_dma(void)
         return ts->epoch_dma;
     }
     atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, busy_cycles), &cycles);
-    if (ts->settling) {
-        /* Settled: the measured part of the epoch starts. */
+    if (ts->settling || !ts->epoch_pkts) {
+        /* Settled (or just started): the measured part of the epoch
+         * starts. */
+        if (!ts->epoch_pkts) {
+            vhost_async_policy_init(&ts->policy);
+        }
         ts->settling = false;
         ts->epoch_cycles = cycles;
         ts->epoch_pkts = pkts;
@@ -713,26 +703,17 @@ dpdk_dma_adaptive_dma(void)
     }
 
     /* The epoch is over. */
-    bool was_dma = ts->epoch_dma;
+    was_dma = ts->epoch_dma;
+    cost = MAX((cycles - ts->epoch_cycles) / (pkts - ts->epoch_pkts), 1);
+    median = vhost_async_median(ts->mode_cost[was_dma].recent,
+                                DPDK_DMA_COST_EPOCHS,
+                                &ts->mode_cost[was_dma].n, cost);
+    atomic_store_relaxed(&ts->mode_cost[was_dma].median, median);
 
-    if (ts->epoch_pkts) {
-        dpdk_dma_cost_add(&ts->mode_cost[ts->epoch_dma],
-                          cycles - ts->epoch_cycles, pkts - ts->epoch_pkts);
-    }
-    atomic_read_relaxed(&ts->n_epochs, &n_epochs);
-    atomic_store_relaxed(&ts->n_epochs, ++n_epochs);
-    cost[0] = dpdk_dma_cost_get(&ts->mode_cost[0]);
-    cost[1] = dpdk_dma_cost_get(&ts->mode_cost[1]);
-    if (cost[0] == UINT64_MAX || cost[1] == UINT64_MAX) {
-        ts->epoch_dma = cost[0] != UINT64_MAX;
-    } else {
-        /* CPU copies are the safe side: DMA has to be clearly cheaper, by
-         * more than this machine's noise from one epoch to the next. */
-        bool dma = cost[1] * 100 < cost[0] * (100 - DPDK_DMA_MARGIN_PCT);
-
-        ts->epoch_dma = n_epochs % DPDK_DMA_EXPLORE ? dma : !dma;
-    }
-    ts->settling = ts->epoch_dma != was_dma || !ts->epoch_pkts;
+    ts->epoch_dma = vhost_async_policy_epoch(&ts->policy, was_dma, cost);
+    atomic_store_relaxed(&ts->n_epochs, ts->policy.n_epochs);
+    atomic_store_relaxed(&ts->ratio, ts->policy.ratio);
+    ts->settling = ts->epoch_dma != was_dma;
     ts->epoch_cycles = cycles;
     ts->epoch_pkts = pkts;
     return ts->epoch_dma;

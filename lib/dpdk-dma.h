@@ -65,12 +65,12 @@ enum dpdk_dma_policy {
 };
 enum dpdk_dma_policy dpdk_dma_policy(void);
 
-/* The adaptive policy (see dpdk_dma_adaptive_dma() in dpdk-dma.c): each PMD
- * thread compares epochs of DPDK_DMA_EPOCH_PKTS received packets copied by
- * CPU and by DMA by its busy cycles per packet, takes the cheaper mode, and
- * one epoch in DPDK_DMA_EXPLORE the other one. */
+/* The adaptive policy (see dpdk_dma_adaptive_dma() in dpdk-dma.c and
+ * vhost-async-policy.h): each PMD thread measures epochs of
+ * DPDK_DMA_EPOCH_PKTS received packets by its busy cycles per packet,
+ * copies in the mode it chose, and now and then explores the other one for
+ * an epoch. */
 #define DPDK_DMA_EPOCH_PKTS 16384
-#define DPDK_DMA_EXPLORE 32
 void dpdk_dma_thread_set_counters(const atomic_uint64_t *busy_cycles,
                                   const atomic_uint64_t *rx_pkts);
 bool dpdk_dma_adaptive_dma(void);
