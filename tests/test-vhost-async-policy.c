@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "command-line.h"
 #include "ovstest.h"
 #include "util.h"
 
@@ -99,7 +100,7 @@ run_epochs(struct vhost_async_policy *p, struct model *m, uint64_t start,
 }
 
 static void
-test_median(void)
+test_median(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     uint64_t ring[5];
     unsigned int n = 0;
@@ -116,7 +117,7 @@ test_median(void)
 
 /* Both modes are measured first, the CPU first. */
 static void
-test_first_epochs(void)
+test_first_epochs(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     struct vhost_async_policy p;
 
@@ -131,7 +132,7 @@ test_first_epochs(void)
 /* CPU copies are cheaper (dma_skeleton): the thread stays on them through
  * spikes in either mode, and explores DMA rarely. */
 static void
-test_cpu_cheaper(void)
+test_cpu_cheaper(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     struct model m = { .cpu = 900, .dma = 1300, .spikes = true, .seed = 1 };
     struct vhost_async_policy p;
@@ -146,7 +147,7 @@ test_cpu_cheaper(void)
 
 /* DMA is cheaper (a hardware engine): the thread stays on it. */
 static void
-test_dma_cheaper(void)
+test_dma_cheaper(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     struct model m = { .cpu = 900, .dma = 600, .spikes = true, .seed = 2 };
     struct vhost_async_policy p;
@@ -162,7 +163,7 @@ test_dma_cheaper(void)
 /* The whole machine drifts by half, slowly, and spikes: only the ratio
  * counts, 10 % apart is enough. */
 static void
-test_drift(void)
+test_drift(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     struct model m = { .cpu = 1000, .dma = 1150, .drift = true,
                        .spikes = true, .seed = 3 };
@@ -182,7 +183,7 @@ test_drift(void)
 
 /* DMA within the margin (5 % cheaper): CPU copies, the safe side. */
 static void
-test_margin(void)
+test_margin(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     struct model m = { .cpu = 1000, .dma = 950, .seed = 5 };
     struct vhost_async_policy p;
@@ -196,7 +197,7 @@ test_margin(void)
 /* On steady costs the explorations back off to one in
  * VHOST_ASYNC_EXPLORE_MAX epochs. */
 static void
-test_backoff(void)
+test_backoff(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     struct model m = { .cpu = 900, .dma = 1300, .seed = 6 };
     struct vhost_async_policy p;
@@ -213,7 +214,7 @@ test_backoff(void)
  * thread follows within one backed-off interval and three quick
  * comparisons. */
 static void
-test_engine_change(void)
+test_engine_change(struct ovs_cmdl_context *ctx OVS_UNUSED)
 {
     const uint64_t bound = VHOST_ASYNC_EXPLORE_MAX
                            + 3 * (VHOST_ASYNC_EXPLORE_MIN + 2);
@@ -242,35 +243,29 @@ test_engine_change(void)
     ovs_assert(r.last_switch >= 10000 && r.last_switch < 10000 + bound);
 }
 
-static const struct {
-    const char *name;
-    void (*function)(void);
-} tests[] = {
-    { "median", test_median },
-    { "first-epochs", test_first_epochs },
-    { "cpu-cheaper", test_cpu_cheaper },
-    { "dma-cheaper", test_dma_cheaper },
-    { "drift", test_drift },
-    { "margin", test_margin },
-    { "backoff", test_backoff },
-    { "engine-change", test_engine_change },
+static const struct ovs_cmdl_command commands[] = {
+    {"median", NULL, 0, 0, test_median, OVS_RO},
+    {"first-epochs", NULL, 0, 0, test_first_epochs, OVS_RO},
+    {"cpu-cheaper", NULL, 0, 0, test_cpu_cheaper, OVS_RO},
+    {"dma-cheaper", NULL, 0, 0, test_dma_cheaper, OVS_RO},
+    {"drift", NULL, 0, 0, test_drift, OVS_RO},
+    {"margin", NULL, 0, 0, test_margin, OVS_RO},
+    {"backoff", NULL, 0, 0, test_backoff, OVS_RO},
+    {"engine-change", NULL, 0, 0, test_engine_change, OVS_RO},
+    {NULL, NULL, 0, 0, NULL, OVS_RO},
 };
 
 static void
 test_vhost_async_policy_main(int argc, char *argv[])
 {
-    for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
-        if (argc < 2 || !strcmp(argv[1], tests[i].name)) {
-            tests[i].function();
-            printf("%s: ok\n", tests[i].name);
-            if (argc >= 2) {
-                return;
-            }
-        }
-    }
-    if (argc >= 2) {
-        ovs_fatal(0, "unknown test \"%s\"", argv[1]);
-    }
+    struct ovs_cmdl_context ctx = {
+        .argc = argc - 1,
+        .argv = argv + 1,
+    };
+
+    set_program_name(argv[0]);
+    ovs_cmdl_run_command(&ctx, commands);
+    printf("%s: ok\n", argv[1]);
 }
 
 OVSTEST_REGISTER("test-vhost-async-policy", test_vhost_async_policy_main);
