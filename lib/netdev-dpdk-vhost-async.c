@@ -67,29 +67,24 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 /* Completion polls of one vring in a row, while each finds a full batch. */
 #define VHOST_ASYNC_MAX_POLL_ROUNDS 4
 
-/* Dequeue: one call in this many is timed for the copy policy and the
- * cycles counters (see vhost_async_recv()). */
-#define VHOST_ASYNC_RX_TIME_EVERY 8
+/* A TSC read costs tens of cycles (more in some VMs): of the sends, the
+ * dequeues and the deferred-work polls, which the "vhost async cycles"
+ * counters time, one call in VHOST_ASYNC_TIME_EVERY of each kind is
+ * timed, and counts for them all. */
+#define VHOST_ASYNC_TIME_EVERY 8
 
-/* Deferred-work polls of the calling thread, to time one in this many. */
-#define VHOST_ASYNC_POLL_TIME_EVERY 8
-DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_polls, 0);
-
-/* Sends of the calling thread, to time one in this many. */
-#define VHOST_ASYNC_TX_TIME_EVERY 8
-DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_sends, 0);
-
-/* Returns true if the calling thread's current send is one to time: a TSC
- * read costs tens of cycles (more in some VMs), so only one send in
- * VHOST_ASYNC_TX_TIME_EVERY is timed, and counts for them all. */
+/* Counts a call in '*calls'; returns true if it is one to time. */
 static inline bool
-vhost_async_tx_timed(void)
+vhost_async_timed(unsigned int *calls)
 {
-    unsigned int *n_sends = vhost_async_sends_get();
-
-    *n_sends += 1;
-    return !(*n_sends % VHOST_ASYNC_TX_TIME_EVERY);
+    *calls += 1;
+    return !(*calls % VHOST_ASYNC_TIME_EVERY);
 }
+
+/* The calling thread's sends and deferred-work polls (dequeues are counted
+ * per vring, by the one thread that polls it). */
+DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_sends, 0);
+DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_polls, 0);
 
 /* Dequeue: polls in a row that found nothing to dequeue and nothing in
  * flight, after which vhost_async_recv() looks for a frame that the async
@@ -666,12 +661,7 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
         return DP_DEFER_DONE;
     }
 
-    /* Timed one poll in VHOST_ASYNC_POLL_TIME_EVERY, like dequeues. */
-    unsigned int *n_polls = vhost_async_polls_get();
-    bool timed;
-
-    *n_polls += 1;
-    timed = !(*n_polls % VHOST_ASYNC_POLL_TIME_EVERY);
+    bool timed = vhost_async_timed(vhost_async_polls_get());
     uint64_t start = timed ? rte_rdtsc() : 0;
 
     dma = dpdk_dma_thread_id();
@@ -693,7 +683,7 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
     }
     if (timed) {
         dpdk_dma_record_poll((rte_rdtsc() - start)
-                             * VHOST_ASYNC_POLL_TIME_EVERY);
+                             * VHOST_ASYNC_TIME_EVERY);
     }
     return vhost_async_defer_done(vr, cookie) ? DP_DEFER_DONE
                                               : DP_DEFER_PENDING;
@@ -738,7 +728,7 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
                      int *retries)
 {
     struct vhost_async_vring *vr = &dev->vrings[vring];
-    bool timed = vhost_async_tx_timed();
+    bool timed = vhost_async_timed(vhost_async_sends_get());
     uint64_t start = timed ? rte_rdtsc() : 0;
     int sent = 0;
 
@@ -752,7 +742,7 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
     } while (sent < cnt && (*retries)++ < max_retries);
     if (timed) {
         dpdk_dma_record_copy(false, rte_rdtsc() - start,
-                             VHOST_ASYNC_TX_TIME_EVERY);
+                             VHOST_ASYNC_TIME_EVERY);
     }
 
     rte_pktmbuf_free_bulk(pkts, cnt);
@@ -859,7 +849,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         }
         vring_inflight_add(vr, cnt);
     }
-    bool timed = vhost_async_tx_timed();
+    bool timed = vhost_async_timed(vhost_async_sends_get());
     uint64_t start = timed ? rte_rdtsc() : 0;
 
     for (;;) {
@@ -884,7 +874,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     }
     if (timed) {
         dpdk_dma_record_copy(true, rte_rdtsc() - start,
-                             VHOST_ASYNC_TX_TIME_EVERY);
+                             VHOST_ASYNC_TIME_EVERY);
     }
 
     uint64_t submitted;
@@ -1079,10 +1069,9 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         return vhost_async_rx_collect(dev, vring, pkts, count);
     }
 
-    /* A thread polls its rx queues far more often than it finds packets,
-     * and a TSC read costs tens of cycles (more in some VMs): only one call
-     * in VHOST_ASYNC_RX_TIME_EVERY is timed, and counts for them all. */
-    bool timed = !(++vr->rx_calls % VHOST_ASYNC_RX_TIME_EVERY);
+    /* A thread polls its rx queues far more often than it finds packets:
+     * not every dequeue is timed (see VHOST_ASYNC_TIME_EVERY). */
+    bool timed = vhost_async_timed(&vr->rx_calls);
     uint64_t start = timed ? rte_rdtsc() : 0;
 
     if (dma >= 0 && !vr->rx_small) {
@@ -1096,7 +1085,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         if (timed && (n || nr_inflight > 0)) {
             /* Idle polls are not copies. */
             dpdk_dma_record_copy(true, rte_rdtsc() - start,
-                                 VHOST_ASYNC_RX_TIME_EVERY);
+                                 VHOST_ASYNC_TIME_EVERY);
         }
         if (nr_inflight >= 0) {
             atomic_store_relaxed(&vr->inflight, nr_inflight);
@@ -1129,7 +1118,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
         if (n && timed) {
             dpdk_dma_record_copy(false, rte_rdtsc() - start,
-                                 VHOST_ASYNC_RX_TIME_EVERY);
+                                 VHOST_ASYNC_TIME_EVERY);
         }
         if (n) {
             counter_add(&vr->cpu_pkts, n);
