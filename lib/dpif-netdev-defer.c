@@ -19,15 +19,13 @@
 
 #include <string.h>
 
+#include "dpif-netdev-perf.h"
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/vlog.h"
-#include "ovs-thread.h"
 #include "timeval.h"
 #include "util.h"
 
 VLOG_DEFINE_THIS_MODULE(dpif_netdev_defer);
-
-DEFINE_STATIC_PER_THREAD_DATA(struct dp_defer *, thread_defer, NULL);
 
 void
 dp_defer_init(struct dp_defer *defer, size_t capacity)
@@ -36,11 +34,14 @@ dp_defer_init(struct dp_defer *defer, size_t capacity)
     defer->entries = xcalloc(capacity, sizeof *defer->entries);
     defer->n = 0;
     defer->last = 0;
-    defer->n_submitted = 0;
     defer->capacity = capacity;
-    memset(&defer->stats, 0, sizeof defer->stats);
-    memset(&defer->base, 0, sizeof defer->base);
     defer->next_run = 0;
+    defer->n_runs = 0;
+    defer->n_submitted = 0;
+    for (int i = 0; i < DP_DEFER_N_STATS; i++) {
+        atomic_init(&defer->counters[i], 0);
+        defer->zero[i] = 0;
+    }
 }
 
 void
@@ -51,10 +52,17 @@ dp_defer_destroy(struct dp_defer *defer)
     defer->n = defer->capacity = 0;
 }
 
-/* Registers deferred work for queue 'qid' of 'port', to be polled with
- * 'poll' and 'cookie', unless it is already registered, in which case its
- * cookie becomes 'cookie'.  Returns false if the list is full: the caller
- * must then complete that queue's work itself. */
+/* Adds 'n' to counter 'stat' of 'defer'.  Only the owning thread writes the
+ * counters: no atomic read-modify-write is needed. */
+static void
+dp_defer_count(struct dp_defer *defer, enum dp_defer_stat stat, uint64_t n)
+{
+    uint64_t cur;
+
+    atomic_read_relaxed(&defer->counters[stat], &cur);
+    atomic_store_relaxed(&defer->counters[stat], cur + n);
+}
+
 static bool
 dp_defer_entry_is(const struct dp_defer_entry *e, dp_defer_poll_func *poll,
                   const void *port, int qid)
@@ -62,6 +70,10 @@ dp_defer_entry_is(const struct dp_defer_entry *e, dp_defer_poll_func *poll,
     return e->port == port && e->qid == qid && e->poll == poll;
 }
 
+/* Registers deferred work for queue 'qid' of 'port', to be polled with
+ * 'poll' and 'cookie', unless it is already registered, in which case its
+ * cookie becomes 'cookie'.  Returns false if the list is full: the caller
+ * must then complete that queue's work itself. */
 bool
 dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
              int qid, uint64_t cookie)
@@ -83,7 +95,7 @@ dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
         }
     }
     if (defer->n >= defer->capacity) {
-        defer->stats.full++;
+        dp_defer_count(defer, DP_DEFER_STAT_FULL, 1);
         return false;
     }
     defer->last = defer->n;
@@ -93,18 +105,36 @@ dp_defer_add(struct dp_defer *defer, dp_defer_poll_func *poll, void *port,
         .qid = qid,
         .cookie = cookie,
     };
-    defer->stats.added++;
+    dp_defer_count(defer, DP_DEFER_STAT_ADDED, 1);
     return true;
 }
 
-static void
-dp_defer_remove__(struct dp_defer *defer, size_t i)
+/* Polls entry 'e' once, and again while a poll finds a full batch, up to
+ * DP_DEFER_MAX_POLLS times.  Adds the packets completed to '*total'. */
+static enum dp_defer_status
+dp_defer_poll_entry(struct dp_defer *defer, const struct dp_defer_entry *e,
+                    unsigned int *total)
 {
-    defer->entries[i] = defer->entries[--defer->n];
+    enum dp_defer_status status = DP_DEFER_PENDING;
+
+    for (int i = 0; i < DP_DEFER_MAX_POLLS; i++) {
+        unsigned int n_completed = 0;
+
+        status = e->poll(e->port, e->qid, e->cookie, &n_completed);
+        dp_defer_count(defer, DP_DEFER_STAT_POLLS, 1);
+        if (!n_completed) {
+            dp_defer_count(defer, DP_DEFER_STAT_EMPTY_POLLS, 1);
+        }
+        *total += n_completed;
+        if (status != DP_DEFER_MORE) {
+            break;
+        }
+    }
+    return status;
 }
 
-/* Polls every entry once with 'poll' and drops those with nothing left in
- * flight.  Returns the number of packets completed. */
+/* Polls every entry and drops those with nothing left in flight.  Returns
+ * the number of packets completed. */
 unsigned int
 dp_defer_run(struct dp_defer *defer)
 {
@@ -114,27 +144,37 @@ dp_defer_run(struct dp_defer *defer)
     if (!defer->n) {
         return 0;
     }
-    defer->stats.runs++;
+    dp_defer_count(defer, DP_DEFER_STAT_RUNS, 1);
     while (i < defer->n) {
-        struct dp_defer_entry *e = &defer->entries[i];
-        unsigned int n_completed = 0;
-        enum dp_defer_status status;
-
-        status = e->poll(e->port, e->qid, e->cookie, &n_completed);
-        defer->stats.polls++;
-        if (!n_completed) {
-            defer->stats.empty_polls++;
-        }
-        total += n_completed;
-        if (status == DP_DEFER_DONE) {
+        if (dp_defer_poll_entry(defer, &defer->entries[i], &total)
+            == DP_DEFER_DONE) {
             /* The last entry moves here: poll slot 'i' again. */
-            dp_defer_remove__(defer, i);
+            defer->entries[i] = defer->entries[--defer->n];
         } else {
             i++;
         }
     }
-    defer->stats.completed += total;
+    dp_defer_count(defer, DP_DEFER_STAT_COMPLETED, total);
     return total;
+}
+
+/* dp_defer_run_due()'s run, once it is due. */
+unsigned int
+dp_defer_run_timed(struct dp_defer *defer, long long int now,
+                   struct pmd_perf_stats *perf)
+{
+    bool timed = perf && !(++defer->n_runs % DP_DEFER_TIME_EVERY);
+    uint64_t start = timed ? cycles_counter_update(perf) : 0;
+    unsigned int n;
+
+    defer->next_run = now + DP_DEFER_IDLE_RUN_US;
+    n = dp_defer_run(defer);
+    if (timed) {
+        dp_defer_count(defer, DP_DEFER_STAT_CYCLES,
+                       (cycles_counter_update(perf) - start)
+                       * DP_DEFER_TIME_EVERY);
+    }
+    return n;
 }
 
 /* Runs the list until it is empty or 'max_rounds' rounds have passed.
@@ -157,28 +197,9 @@ dp_defer_clear(struct dp_defer *defer)
 {
     size_t n = defer->n;
 
-    defer->stats.abandoned += n;
+    dp_defer_count(defer, DP_DEFER_STAT_ABANDONED, n);
     defer->n = 0;
     return n;
-}
-
-/* Drops every entry of 'port' without polling it.  Returns how many were
- * dropped. */
-size_t
-dp_defer_remove_port(struct dp_defer *defer, const void *port)
-{
-    size_t removed = 0;
-    size_t i = 0;
-
-    while (i < defer->n) {
-        if (defer->entries[i].port == port) {
-            dp_defer_remove__(defer, i);
-            removed++;
-        } else {
-            i++;
-        }
-    }
-    return removed;
 }
 
 /* Polls the list until it is empty or 'max_ms' milliseconds have passed,
@@ -204,81 +225,49 @@ dp_defer_finish(struct dp_defer *defer, long long int max_ms)
     return n;
 }
 
-/* Stores in '*stats' the statistics since the last dp_defer_stats_clear(). */
+/* Stores in 'stats' the counters of 'defer' since the last
+ * dp_defer_stats_clear(). */
 void
-dp_defer_stats_get(const struct dp_defer *defer, struct dp_defer_stats *stats)
+dp_defer_stats_read(const struct dp_defer *defer,
+                    uint64_t stats[DP_DEFER_N_STATS])
 {
-    const uint64_t *cur = (const uint64_t *) &defer->stats;
-    const uint64_t *base = (const uint64_t *) &defer->base;
-    uint64_t *out = (uint64_t *) stats;
-
-    BUILD_ASSERT_DECL(sizeof *stats % sizeof(uint64_t) == 0);
-    for (size_t i = 0; i < sizeof *stats / sizeof(uint64_t); i++) {
-        out[i] = cur[i] - base[i];
+    for (int i = 0; i < DP_DEFER_N_STATS; i++) {
+        atomic_read_relaxed(CONST_CAST(atomic_uint64_t *,
+                                       &defer->counters[i]), &stats[i]);
+        stats[i] -= defer->zero[i];
     }
 }
 
-/* Starts the statistics from zero.  May be called from another thread than
+/* Starts the counters from zero.  May be called from another thread than
  * the owner's: the counters are only read. */
 void
 dp_defer_stats_clear(struct dp_defer *defer)
 {
-    defer->base = defer->stats;
+    for (int i = 0; i < DP_DEFER_N_STATS; i++) {
+        atomic_read_relaxed(&defer->counters[i], &defer->zero[i]);
+    }
 }
 
-/* Appends the statistics of 'defer' to 'reply', for
+/* Appends the counters of 'defer' to 'reply', for
  * "dpif-netdev/pmd-stats-show". */
 void
 dp_defer_format_stats(struct ds *reply, const struct dp_defer *defer)
 {
-    struct dp_defer_stats s;
+    uint64_t s[DP_DEFER_N_STATS];
 
-    dp_defer_stats_get(defer, &s);
+    dp_defer_stats_read(defer, s);
     ds_put_format(reply,
                   "  vhost async deferred work: %"PRIu64" entries added, "
                   "%"PRIu64" list runs, %"PRIuSIZE" pending\n",
-                  s.added, s.runs, defer->n);
+                  s[DP_DEFER_STAT_ADDED], s[DP_DEFER_STAT_RUNS], defer->n);
     ds_put_format(reply,
                   "  vhost async completion polls: %"PRIu64" "
                   "(empty: %"PRIu64"), packets completed: %"PRIu64"\n",
-                  s.polls, s.empty_polls, s.completed);
-    if (s.full || s.abandoned) {
+                  s[DP_DEFER_STAT_POLLS], s[DP_DEFER_STAT_EMPTY_POLLS],
+                  s[DP_DEFER_STAT_COMPLETED]);
+    if (s[DP_DEFER_STAT_FULL] || s[DP_DEFER_STAT_ABANDONED]) {
         ds_put_format(reply, "  vhost async deferred work: %"PRIu64" "
                       "refused (list full), %"PRIu64" abandoned\n",
-                      s.full, s.abandoned);
-    }
-}
-
-void
-dp_defer_thread_set(struct dp_defer *defer)
-{
-    *thread_defer_get() = defer;
-}
-
-struct dp_defer *
-dp_defer_thread_get(void)
-{
-    return *thread_defer_get();
-}
-
-/* Registers deferred work in the calling thread's list.  Returns false if
- * the thread has no list or it is full: the caller must then complete the
- * work itself. */
-bool
-dp_defer_thread_add(dp_defer_poll_func *poll, void *port, int qid,
-                    uint64_t cookie)
-{
-    struct dp_defer *defer = dp_defer_thread_get();
-
-    return defer && dp_defer_add(defer, poll, port, qid, cookie);
-}
-
-void
-dp_defer_thread_note_submitted(unsigned int n)
-{
-    struct dp_defer *defer = dp_defer_thread_get();
-
-    if (defer) {
-        defer->n_submitted += n;
+                      s[DP_DEFER_STAT_FULL], s[DP_DEFER_STAT_ABANDONED]);
     }
 }

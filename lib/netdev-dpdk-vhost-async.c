@@ -21,23 +21,33 @@
 
 #include <config.h>
 #include "netdev-dpdk-vhost-async.h"
+#include "vhost-async.h"
+
+#include <string.h>
 
 #include <rte_cycles.h>
 #include <rte_dmadev.h>
 #include <rte_mbuf.h>
+#include <rte_version.h>
 #include <rte_vhost.h>
 #include <rte_vhost_async.h>
 
 #include "coverage.h"
 #include "dpdk-dma.h"
-#include "dpdk-dma-guard.h"
 #include "dpif-netdev-defer.h"
 #include "netdev.h"
+#include "openvswitch/dynamic-string.h"
+#include "openvswitch/list.h"
 #include "openvswitch/vlog.h"
 #include "ovs-atomic.h"
+#include "ovs-numa.h"
+#include "ovs-rcu.h"
 #include "ovs-thread.h"
+#include "smap.h"
 #include "timeval.h"
+#include "unixctl.h"
 #include "util.h"
+#include "vhost-async-policy.h"
 
 VLOG_DEFINE_THIS_MODULE(netdev_dpdk_vhost_async);
 
@@ -64,13 +74,10 @@ static const struct rte_vhost_user_extern_ops vhost_async_extern_ops = {
 #define VHOST_ASYNC_INLINE_US 1000
 #define VHOST_ASYNC_TEARDOWN_MS 1000
 
-/* Completion polls of one vring in a row, while each finds a full batch. */
-#define VHOST_ASYNC_MAX_POLL_ROUNDS 4
-
-/* A TSC read costs tens of cycles (more in some VMs): of the sends, the
- * dequeues and the deferred-work polls, which the "vhost async cycles"
- * counters time, one call in VHOST_ASYNC_TIME_EVERY of each kind is
- * timed, and counts for them all. */
+/* A TSC read costs tens of cycles (more in some VMs): of the sends and the
+ * dequeues, which the "vhost async cycles" counters time, one call in
+ * VHOST_ASYNC_TIME_EVERY of each kind is timed, and counts for them all.
+ * (Completion polls are timed by the deferred-work list that runs them.) */
 #define VHOST_ASYNC_TIME_EVERY 8
 
 /* Counts a call in '*calls'; returns true if it is one to time. */
@@ -81,15 +88,737 @@ vhost_async_timed(unsigned int *calls)
     return !(*calls % VHOST_ASYNC_TIME_EVERY);
 }
 
-/* The calling thread's sends and deferred-work polls (dequeues are counted
- * per vring, by the one thread that polls it). */
-DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_sends, 0);
-DEFINE_STATIC_PER_THREAD_DATA(unsigned int, vhost_async_polls, 0);
-
 /* Dequeue: polls in a row that found nothing to dequeue and nothing in
  * flight, after which vhost_async_recv() looks for a frame that the async
  * dequeue refuses (see there). */
 #define VHOST_ASYNC_RX_STALL_POLLS 8
+
+/*
+ * Configuration.
+ *
+ * Every other_config key of vhost async is read here, by
+ * vhost_async_set_config(), at start-up and on every database change.
+ * vhost-async-support and vhost-async-dma-ring-size take effect at
+ * start-up only; vhost-async-min-size and vhost-async-copy-policy at any
+ * time.
+ */
+
+/* other_config:vhost-async-min-size: frames shorter than this are copied by
+ * the CPU when that keeps their queue's order (0: every frame by DMA). */
+#define VHOST_ASYNC_DEFAULT_MIN_SIZE 256
+#define VHOST_ASYNC_MAX_MIN_SIZE 65535
+
+/* other_config:vhost-async-copy-policy: which copies go to a thread's DMA
+ * device.  Whatever the policy, a CPU copy happens only where the queue
+ * has no DMA copies in flight, so that it cannot overtake one. */
+enum vhost_async_copy_policy {
+    VHOST_ASYNC_POLICY_ADAPTIVE, /* Measured: the cheaper for this thread. */
+    VHOST_ASYNC_POLICY_DMA,      /* Frames of vhost-async-min-size and up
+                                  * by DMA, shorter ones by the CPU. */
+    VHOST_ASYNC_POLICY_CPU,      /* Every frame by the CPU. */
+};
+static const char *const policy_names[] = {
+    [VHOST_ASYNC_POLICY_ADAPTIVE] = "adaptive",
+    [VHOST_ASYNC_POLICY_DMA] = "dma",
+    [VHOST_ASYNC_POLICY_CPU] = "cpu",
+};
+
+static bool vhost_async_enabled;       /* Set once, at start-up. */
+static atomic_uint32_t async_min_size = VHOST_ASYNC_DEFAULT_MIN_SIZE;
+static atomic_int copy_policy = VHOST_ASYNC_POLICY_ADAPTIVE;
+
+static void vhost_async_register_commands(void);
+
+/* Reads other_config:vhost-async-support.  Anything but "true" or "false"
+ * is warned about and taken as false. */
+static bool
+vhost_async_parse_support(const struct smap *cfg)
+{
+    const char *value = smap_get(cfg, "vhost-async-support");
+
+    if (!value || !strcmp(value, "false")) {
+        return false;
+    } else if (!strcmp(value, "true")) {
+        if (smap_get_bool(cfg, "vhost-iommu-support", false)) {
+            VLOG_WARN("vhost-async-support disabled: DPDK does not support "
+                      "vhost async copies together with "
+                      "vhost-iommu-support, which stays enabled.");
+            return false;
+        }
+        if (smap_get_bool(cfg, "vhost-postcopy-support", false)) {
+            VLOG_WARN("vhost-async-support disabled: DPDK does not support "
+                      "vhost async copies together with "
+                      "vhost-postcopy-support, which stays enabled.");
+            return false;
+        }
+        return true;
+    }
+    VLOG_WARN("Invalid value \"%s\" for other_config:vhost-async-support "
+              "(expected true or false): vhost async disabled.", value);
+    return false;
+}
+
+/* Reads other_config:vhost-async-dma-ring-size.  Returns 0 (the default)
+ * if it is not set or malformed, with a warning in the latter case.  A
+ * size the device does not support makes its setup fail, which is
+ * logged. */
+static unsigned int
+vhost_async_parse_ring_size(const struct smap *cfg)
+{
+    const char *value = smap_get(cfg, "vhost-async-dma-ring-size");
+    unsigned int size;
+
+    if (!value) {
+        return 0;
+    }
+    if (!str_to_uint(value, 10, &size) || !size
+        || size > DPDK_DMA_MAX_RING_SIZE) {
+        VLOG_WARN("Invalid value \"%s\" for other_config:"
+                  "vhost-async-dma-ring-size (expected descriptors, 1 to "
+                  "%d): using the default.", value, DPDK_DMA_MAX_RING_SIZE);
+        return 0;
+    }
+    return size;
+}
+
+/* Reads other_config:vhost-async-min-size.  A malformed value is warned
+ * about and replaced by the default. */
+static void
+vhost_async_set_min_size(const char *value)
+{
+    unsigned int min_size = VHOST_ASYNC_DEFAULT_MIN_SIZE;
+
+    if (value && (!str_to_uint(value, 10, &min_size)
+                  || min_size > VHOST_ASYNC_MAX_MIN_SIZE)) {
+        VLOG_WARN("Invalid value \"%s\" for other_config:"
+                  "vhost-async-min-size (expected bytes, 0 to %d): "
+                  "using %d.", value, VHOST_ASYNC_MAX_MIN_SIZE,
+                  VHOST_ASYNC_DEFAULT_MIN_SIZE);
+        min_size = VHOST_ASYNC_DEFAULT_MIN_SIZE;
+    }
+    atomic_store_relaxed(&async_min_size, min_size);
+    if (vhost_async_enabled) {
+        if (min_size) {
+            VLOG_INFO("vhost async: frames shorter than %u bytes are "
+                      "copied by the CPU when their queue has no copies "
+                      "in flight.", min_size);
+        } else {
+            VLOG_INFO("vhost async: frames of every size are copied by "
+                      "DMA.");
+        }
+    }
+}
+
+/* Reads other_config:vhost-async-copy-policy.  A malformed value is warned
+ * about and replaced by the default, "adaptive". */
+static void
+vhost_async_set_policy(const char *value)
+{
+    int policy = VHOST_ASYNC_POLICY_ADAPTIVE;
+
+    if (value) {
+        for (policy = 0; policy < ARRAY_SIZE(policy_names); policy++) {
+            if (!strcmp(value, policy_names[policy])) {
+                break;
+            }
+        }
+        if (policy >= ARRAY_SIZE(policy_names)) {
+            VLOG_WARN("Invalid value \"%s\" for other_config:"
+                      "vhost-async-copy-policy (expected adaptive, dma or "
+                      "cpu): using adaptive.", value);
+            policy = VHOST_ASYNC_POLICY_ADAPTIVE;
+        }
+    }
+    atomic_store_relaxed(&copy_policy, policy);
+    if (vhost_async_enabled) {
+        VLOG_INFO("vhost async copy policy: %s.", policy_names[policy]);
+    }
+}
+
+/* A configuration key and the value it had when last read. */
+struct vhost_async_key {
+    const char *name;
+    void (*set)(const char *value);     /* NULL: read at start-up only. */
+    char *value;
+};
+
+static struct vhost_async_key config_keys[] = {
+    { "vhost-async-support", NULL, NULL },
+    { "vhost-async-dma-ring-size", NULL, NULL },
+    { "vhost-async-min-size", vhost_async_set_min_size, NULL },
+    { "vhost-async-copy-policy", vhost_async_set_policy, NULL },
+};
+
+/* DMA devices that dpdk_dma_init() set up are registered with vhost. */
+static bool
+vhost_async_use_dma(const struct dpdk_dma_chan *chan, const char *name)
+{
+    if (rte_vhost_async_dma_configure(chan->dev_id, chan->vchan)) {
+        VLOG_WARN("DMA device %s (id %d): vhost refused it; not used",
+                  name, chan->dev_id);
+        return false;
+    }
+    return true;
+}
+
+/* Reads vhost async's configuration from 'ovs_other_config': everything at
+ * the first call, which must come once DPDK's EAL is up, then the keys
+ * that may change at run time, each when it changes.  The main thread
+ * calls it. */
+void
+vhost_async_set_config(const struct smap *ovs_other_config)
+{
+    static bool initialized;
+
+    if (!initialized) {
+        vhost_async_enabled = vhost_async_parse_support(ovs_other_config);
+        VLOG_INFO("vhost async support %s.",
+                  vhost_async_enabled ? "enabled" : "disabled");
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+        struct vhost_async_key *key = &config_keys[i];
+        const char *value = smap_get(ovs_other_config, key->name);
+
+        if (initialized && nullable_string_is_equal(value, key->value)) {
+            continue;
+        }
+        free(key->value);
+        key->value = nullable_xstrdup(value);
+        if (key->set) {
+            key->set(value);
+        } else if (initialized) {
+            VLOG_INFO("other_config:%s changed: it takes effect when "
+                      "ovs-vswitchd restarts.", key->name);
+        }
+    }
+    if (!initialized) {
+        initialized = true;
+        dpdk_dma_init(vhost_async_parse_ring_size(ovs_other_config),
+                      vhost_async_enabled ? vhost_async_use_dma : NULL);
+        vhost_async_register_commands();
+    }
+}
+
+static enum vhost_async_copy_policy
+vhost_async_policy(void)
+{
+    int policy;
+
+    atomic_read_relaxed(&copy_policy, &policy);
+    return policy;
+}
+
+/* Frames shorter than this many bytes go by CPU copy where order allows;
+ * 0 if every frame goes by DMA. */
+static uint32_t
+vhost_async_min_size(void)
+{
+    uint32_t min_size;
+
+    atomic_read_relaxed(&async_min_size, &min_size);
+    return min_size;
+}
+
+/*
+ * Counters.
+ *
+ * One kind of counter block, in the pattern of dpif-netdev-perf.h's per-PMD
+ * counters ('n' counts, 'zero' is where "pmd-stats-clear" last left them),
+ * kept per vring (port statistics), per PMD thread and for all other
+ * threads together ("pmd-stats-show", "netdev-dpdk/dma-show").
+ * vhost_async_count() counts an event in both the vring's block and the
+ * calling thread's, in one call.  A PMD thread's block has one writer;
+ * the others are added to atomically.
+ */
+enum vhost_async_stat {
+    VHOST_ASYNC_TX_DMA,         /* Tx packets whose DMA copy completed. */
+    VHOST_ASYNC_RX_DMA,         /* Rx packets whose DMA copy completed. */
+    VHOST_ASYNC_TX_CPU,         /* Tx packets copied by the CPU. */
+    VHOST_ASYNC_RX_CPU,         /* Rx packets copied by the CPU. */
+    VHOST_ASYNC_TX_DROPPED,     /* Tx packets not accepted. */
+    VHOST_ASYNC_RX_DROPPED,     /* Rx copies completed at a teardown, never
+                                 * delivered. */
+    VHOST_ASYNC_TX_UNDELIVERED, /* Tx copies completed at a teardown that
+                                 * the guest never got (also in
+                                 * VHOST_ASYNC_TX_DMA). */
+    VHOST_ASYNC_TEARDOWN_FINISHED, /* Copies a teardown completed. */
+    VHOST_ASYNC_TEARDOWN_STUCK, /* Copies still in flight after
+                                 * VHOST_ASYNC_TEARDOWN_MS. */
+    VHOST_ASYNC_CYC_SUBMIT,     /* Cycles in vhost calls that copy by DMA
+                                 * (submitting; Rx also collects). */
+    VHOST_ASYNC_CYC_CPU,        /* Cycles in vhost calls that copy by CPU. */
+    VHOST_ASYNC_N_STATS
+};
+
+struct vhost_async_counters {
+    atomic_uint64_t n[VHOST_ASYNC_N_STATS];
+    uint64_t zero[VHOST_ASYNC_N_STATS];
+};
+
+static void
+vhost_async_counters_init(struct vhost_async_counters *c)
+{
+    for (int i = 0; i < VHOST_ASYNC_N_STATS; i++) {
+        atomic_init(&c->n[i], 0);
+        c->zero[i] = 0;
+    }
+}
+
+static void
+vhost_async_counters_add(struct vhost_async_counters *c,
+                         enum vhost_async_stat stat, uint64_t n,
+                         bool one_writer)
+{
+    uint64_t cur;
+
+    if (one_writer) {
+        atomic_read_relaxed(&c->n[stat], &cur);
+        atomic_store_relaxed(&c->n[stat], cur + n);
+    } else {
+        atomic_add_relaxed(&c->n[stat], n, &cur);
+    }
+}
+
+static uint64_t
+vhost_async_counter_get(const struct vhost_async_counters *c,
+                        enum vhost_async_stat stat)
+{
+    uint64_t n;
+
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &c->n[stat]), &n);
+    return n - c->zero[stat];
+}
+
+static void
+vhost_async_counters_clear(struct vhost_async_counters *c)
+{
+    for (int i = 0; i < VHOST_ASYNC_N_STATS; i++) {
+        atomic_read_relaxed(&c->n[i], &c->zero[i]);
+    }
+}
+
+/*
+ * Threads.
+ *
+ * The thread-context contract: a PMD thread calls vhost_async_pmd_start()
+ * before it sends or receives and vhost_async_pmd_stop() when it exits;
+ * in between, the calling thread's record (below) gives every vhost async
+ * call it makes its DMA channel, its deferred-work list and its counters.
+ * Any other thread (the main thread, DPDK's vhost thread) has no record of
+ * its own: it copies with the CPU, completes its Tx copies itself, and
+ * counts in 'other_threads'.
+ */
+
+/* What one copy mode cost a PMD thread, for "pmd-stats-show": the busy
+ * cycles per received packet of its latest VHOST_ASYNC_COST_EPOCHS epochs
+ * in that mode, and their median.  Only the owning thread writes them. */
+#define VHOST_ASYNC_COST_EPOCHS 5
+struct vhost_async_cost {
+    uint64_t recent[VHOST_ASYNC_COST_EPOCHS];
+    unsigned int n;             /* Epochs recorded, all told. */
+    atomic_uint64_t median;     /* 0: nothing measured yet. */
+};
+BUILD_ASSERT_DECL(VHOST_ASYNC_COST_EPOCHS <= VHOST_ASYNC_POLICY_PAIRS);
+
+/* The adaptive policy (vhost_async_adaptive_dma()) measures epochs of
+ * VHOST_ASYNC_EPOCH_PKTS received packets.  After the mode changes, copies
+ * in flight drain and bursts change size: the first
+ * VHOST_ASYNC_SETTLE_PKTS packets of an epoch in the new mode are not
+ * measured. */
+#define VHOST_ASYNC_EPOCH_PKTS 16384
+#define VHOST_ASYNC_SETTLE_PKTS (VHOST_ASYNC_EPOCH_PKTS / 4)
+
+/* A PMD thread's record.  Records live as long as the process, so that a
+ * thread's figures survive reloads and restarts on the same core. */
+struct vhost_async_thread {
+    struct ovs_list node;       /* In 'threads'. */
+    unsigned int core_id;
+    struct vhost_async_counters counters;
+
+    /* Set by vhost_async_pmd_start(), under 'threads_mutex'. */
+    struct dpdk_dma_chan chan;  /* DPDK_DMA_CHAN_NONE: CPU copies. */
+    struct dp_defer *defer;     /* The thread's deferred-work list. */
+    const atomic_uint64_t *busy_cycles; /* The thread's busy cycles... */
+    const atomic_uint64_t *rx_pkts;     /* ...and received packets. */
+
+    /* Only the thread itself uses these. */
+    unsigned int n_sends;       /* Sends, to time some. */
+    struct vhost_async_policy policy;
+    struct vhost_async_cost mode_cost[2];   /* By CPU ([0]), by DMA ([1]). */
+    bool epoch_dma;             /* The current epoch copies by DMA. */
+    bool settling;              /* The mode just changed. */
+    uint64_t epoch_cycles;      /* The current epoch started at these busy */
+    uint64_t epoch_pkts;        /* cycles and received packets. */
+
+    /* What the adaptive policy measured, for other threads. */
+    atomic_uint64_t ratio;      /* 'policy.ratio'. */
+    atomic_uint64_t n_epochs;
+};
+
+static struct ovs_mutex threads_mutex = OVS_MUTEX_INITIALIZER;
+static struct ovs_list threads OVS_GUARDED_BY(threads_mutex)
+    = OVS_LIST_INITIALIZER(&threads);
+
+/* The counters of every thread without a record. */
+static struct vhost_async_counters other_threads;
+
+/* The calling thread's record, NULL in threads other than PMD threads. */
+DEFINE_STATIC_PER_THREAD_DATA(struct vhost_async_thread *, cur_thread, NULL);
+
+static struct vhost_async_thread *
+vhost_async_thread_find(unsigned int core_id)
+    OVS_REQUIRES(threads_mutex)
+{
+    struct vhost_async_thread *t;
+
+    LIST_FOR_EACH (t, node, &threads) {
+        if (t->core_id == core_id) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Starts vhost async in the calling PMD thread, which runs on 'core_id' and
+ * owns 'defer'.  The copy policy reads the thread's busy cycles and
+ * received packets from '*busy_cycles' and '*rx_pkts' (dpif-netdev's
+ * per-PMD counters, which only the thread itself updates). */
+void
+vhost_async_pmd_start(unsigned int core_id, struct dp_defer *defer,
+                      const atomic_uint64_t *busy_cycles,
+                      const atomic_uint64_t *rx_pkts)
+{
+    struct vhost_async_thread *t;
+
+    if (!vhost_async_enabled) {
+        return;
+    }
+    ovs_mutex_lock(&threads_mutex);
+    t = vhost_async_thread_find(core_id);
+    if (!t) {
+        t = xzalloc(sizeof *t);
+        t->core_id = core_id;
+        vhost_async_counters_init(&t->counters);
+        ovs_list_push_back(&threads, &t->node);
+    }
+    dpdk_dma_claim(core_id, ovs_numa_get_numa_id(core_id), &t->chan);
+    t->defer = defer;
+    t->busy_cycles = busy_cycles;
+    t->rx_pkts = rx_pkts;
+    t->epoch_pkts = 0;
+    ovs_mutex_unlock(&threads_mutex);
+    *cur_thread_get() = t;
+}
+
+/* Stops vhost async in the calling PMD thread, which must have finished its
+ * deferred-work list: releases its DMA device. */
+void
+vhost_async_pmd_stop(void)
+{
+    struct vhost_async_thread *t = *cur_thread_get();
+
+    if (!t) {
+        return;
+    }
+    *cur_thread_get() = NULL;
+    ovs_mutex_lock(&threads_mutex);
+    dpdk_dma_release(&t->chan);
+    t->defer = NULL;
+    t->busy_cycles = t->rx_pkts = NULL;
+    ovs_mutex_unlock(&threads_mutex);
+}
+
+/* Returns the DMA device id that the calling thread copies with, or -1 if
+ * it copies with the CPU (it has none, or its device is quarantined).
+ * Every copy goes to vchannel DPDK_DMA_VCHAN of its device. */
+static int16_t
+vhost_async_thread_dma(void)
+{
+    struct vhost_async_thread *t = *cur_thread_get();
+
+    return t && dpdk_dma_chan_usable(&t->chan) ? t->chan.dev_id : -1;
+}
+
+/* Returns true if DMA device 'dma' (-1: none) takes copies. */
+static bool
+vhost_async_dma_usable(int16_t dma)
+{
+    struct dpdk_dma_chan chan = { .dev_id = dma, .vchan = DPDK_DMA_VCHAN };
+
+    return dpdk_dma_chan_usable(&chan);
+}
+
+/* The calling thread's deferred-work list, or NULL. */
+static struct dp_defer *
+vhost_async_thread_defer(void)
+{
+    struct vhost_async_thread *t = *cur_thread_get();
+
+    return t ? t->defer : NULL;
+}
+
+/* Counts 'n' for 'stat' in the counters of the calling thread and, unless it
+ * is NULL, of 'vring_counters'. */
+static void
+vhost_async_count(struct vhost_async_counters *vring_counters,
+                  enum vhost_async_stat stat, uint64_t n)
+{
+    struct vhost_async_thread *t = *cur_thread_get();
+
+    if (vring_counters) {
+        vhost_async_counters_add(vring_counters, stat, n, false);
+    }
+    if (t) {
+        vhost_async_counters_add(&t->counters, stat, n, true);
+    } else {
+        vhost_async_counters_add(&other_threads, stat, n, false);
+    }
+}
+
+/* Records that the calling thread spent 'cycles' in a vhost call that
+ * copied packets by DMA if 'by_dma', otherwise by the CPU.  The caller
+ * times one call in VHOST_ASYNC_TIME_EVERY: it counts for them all. */
+static void
+vhost_async_record_copy(bool by_dma, uint64_t cycles)
+{
+    vhost_async_count(NULL,
+                      by_dma ? VHOST_ASYNC_CYC_SUBMIT : VHOST_ASYNC_CYC_CPU,
+                      cycles * VHOST_ASYNC_TIME_EVERY);
+}
+
+/* Returns the cycles per packet of 'cost', or UINT64_MAX if nothing was
+ * measured yet. */
+static uint64_t
+vhost_async_cost_get(const struct vhost_async_cost *cost)
+{
+    uint64_t median;
+
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &cost->median),
+                        &median);
+    return median ? median : UINT64_MAX;
+}
+
+/* The adaptive policy: returns true if the calling thread should copy by
+ * DMA now.
+ *
+ * What a copy costs the thread is not only the time of the vhost calls
+ * that make it: a DMA engine that falls behind, or that takes CPU time
+ * from the guest (dma_skeleton), makes bursts smaller and every packet
+ * dearer.  So the thread measures whole epochs of VHOST_ASYNC_EPOCH_PKTS
+ * received packets by its own busy cycles per packet (those of
+ * "pmd-stats-show"), leaving out the first VHOST_ASYNC_SETTLE_PKTS after a
+ * change of mode, and lets vhost-async-policy.h decide from those. */
+static bool
+vhost_async_adaptive_dma(void)
+{
+    struct vhost_async_thread *t = *cur_thread_get();
+    uint64_t cycles, pkts, cost, median;
+    bool was_dma;
+
+    if (!t || !t->busy_cycles) {
+        return false;
+    }
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, t->rx_pkts), &pkts);
+    if (OVS_LIKELY(pkts - t->epoch_pkts
+                   < (t->settling ? VHOST_ASYNC_SETTLE_PKTS
+                                  : VHOST_ASYNC_EPOCH_PKTS))) {
+        return t->epoch_dma;
+    }
+    atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, t->busy_cycles),
+                        &cycles);
+    if (t->settling || !t->epoch_pkts) {
+        /* Settled (or just started): the measured part of the epoch
+         * starts. */
+        if (!t->epoch_pkts) {
+            vhost_async_policy_init(&t->policy);
+        }
+        t->settling = false;
+        t->epoch_cycles = cycles;
+        t->epoch_pkts = pkts;
+        return t->epoch_dma;
+    }
+
+    /* The epoch is over. */
+    was_dma = t->epoch_dma;
+    cost = MAX((cycles - t->epoch_cycles) / (pkts - t->epoch_pkts), 1);
+    median = vhost_async_median(t->mode_cost[was_dma].recent,
+                                VHOST_ASYNC_COST_EPOCHS,
+                                &t->mode_cost[was_dma].n, cost);
+    atomic_store_relaxed(&t->mode_cost[was_dma].median, median);
+
+    t->epoch_dma = vhost_async_policy_epoch(&t->policy, was_dma, cost);
+    atomic_store_relaxed(&t->n_epochs, t->policy.n_epochs);
+    atomic_store_relaxed(&t->ratio, t->policy.ratio);
+    t->settling = t->epoch_dma != was_dma;
+    t->epoch_cycles = cycles;
+    t->epoch_pkts = pkts;
+    return t->epoch_dma;
+}
+
+/* Appends to 'reply' the copy policy that thread record 't' (NULL: a
+ * thread without one) follows and, for the adaptive policy, what it
+ * measured. */
+static void
+vhost_async_format_policy(struct ds *reply,
+                          const struct vhost_async_thread *t)
+{
+    enum vhost_async_copy_policy policy = vhost_async_policy();
+    uint32_t min_size = vhost_async_min_size();
+
+    ds_put_format(reply, "  vhost async copy policy: %s",
+                  policy_names[policy]);
+    if (policy == VHOST_ASYNC_POLICY_DMA) {
+        if (min_size) {
+            ds_put_format(reply, ", by DMA from %"PRIu32" bytes", min_size);
+        } else {
+            ds_put_cstr(reply, ", every frame by DMA");
+        }
+    } else if (policy == VHOST_ASYNC_POLICY_ADAPTIVE) {
+        uint64_t n_epochs = 0, ratio = 0;
+
+        if (t) {
+            atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &t->n_epochs),
+                                &n_epochs);
+            atomic_read_relaxed(CONST_CAST(atomic_uint64_t *, &t->ratio),
+                                &ratio);
+        }
+        ds_put_format(reply, ", now by %s, %"PRIu64" epochs",
+                      t && t->epoch_dma ? "DMA" : "CPU", n_epochs);
+        for (int mode = 0; mode < 2; mode++) {
+            uint64_t cost = t ? vhost_async_cost_get(&t->mode_cost[mode])
+                              : UINT64_MAX;
+
+            ds_put_format(reply, ", by %s: ", mode ? "DMA" : "CPU");
+            if (cost == UINT64_MAX) {
+                ds_put_cstr(reply, "-");
+            } else {
+                ds_put_format(reply, "%"PRIu64, cost);
+            }
+        }
+        ds_put_cstr(reply, " cycles per packet");
+        if (ratio) {
+            ds_put_format(reply, ", DMA/CPU %"PRIu64".%02"PRIu64,
+                          ratio / 1000, ratio % 1000 / 10);
+        }
+    }
+    ds_put_char(reply, '\n');
+}
+
+/* Appends to 'reply' the vhost async lines of "dpif-netdev/pmd-stats-show"
+ * for the thread on 'core_id' (any other core id: the main thread), whose
+ * deferred-work list is 'defer'.  Nothing when vhost async is off, so that
+ * the output stays that of stock OVS. */
+void
+vhost_async_pmd_stats_format(struct ds *reply, unsigned int core_id,
+                             const struct dp_defer *defer)
+{
+    const struct vhost_async_counters *c;
+    const struct vhost_async_thread *t;
+
+    if (!vhost_async_enabled) {
+        return;
+    }
+    ovs_mutex_lock(&threads_mutex);
+    t = vhost_async_thread_find(core_id);
+    c = t ? &t->counters : &other_threads;
+    ds_put_cstr(reply, "  vhost async DMA device: ");
+    if (t && t->chan.dev_id >= 0) {
+        dpdk_dma_format_chan(reply, &t->chan);
+        if (!dpdk_dma_chan_usable(&t->chan)) {
+            ds_put_cstr(reply, ", quarantined: CPU copy");
+        }
+        ds_put_char(reply, '\n');
+    } else {
+        ds_put_cstr(reply, "none, CPU copy\n");
+    }
+    ds_put_format(reply, "  vhost async tx packets: %"PRIu64" by DMA, "
+                  "%"PRIu64" by CPU copy\n",
+                  vhost_async_counter_get(c, VHOST_ASYNC_TX_DMA),
+                  vhost_async_counter_get(c, VHOST_ASYNC_TX_CPU));
+    ds_put_format(reply, "  vhost async rx packets: %"PRIu64" by DMA, "
+                  "%"PRIu64" by CPU copy\n",
+                  vhost_async_counter_get(c, VHOST_ASYNC_RX_DMA),
+                  vhost_async_counter_get(c, VHOST_ASYNC_RX_CPU));
+    vhost_async_format_policy(reply, t);
+
+    uint64_t defer_stats[DP_DEFER_N_STATS];
+
+    dp_defer_stats_read(defer, defer_stats);
+    ds_put_format(reply, "  vhost async cycles: %"PRIu64" submitting, "
+                  "%"PRIu64" polling completions, %"PRIu64" copying by "
+                  "CPU\n", vhost_async_counter_get(c, VHOST_ASYNC_CYC_SUBMIT),
+                  defer_stats[DP_DEFER_STAT_CYCLES],
+                  vhost_async_counter_get(c, VHOST_ASYNC_CYC_CPU));
+    ovs_mutex_unlock(&threads_mutex);
+    dp_defer_format_stats(reply, defer);
+}
+
+/* Starts the counters of the thread on 'core_id', and of its deferred-work
+ * list 'defer', from zero, for "dpif-netdev/pmd-stats-clear". */
+void
+vhost_async_pmd_stats_clear(unsigned int core_id, struct dp_defer *defer)
+{
+    struct vhost_async_thread *t;
+
+    ovs_mutex_lock(&threads_mutex);
+    t = vhost_async_thread_find(core_id);
+    vhost_async_counters_clear(t ? &t->counters : &other_threads);
+    ovs_mutex_unlock(&threads_mutex);
+    dp_defer_stats_clear(defer);
+}
+
+/* Stores in 'totals' the counters of every thread together. */
+static void
+vhost_async_totals(uint64_t totals[VHOST_ASYNC_N_STATS])
+{
+    const struct vhost_async_thread *t;
+
+    ovs_mutex_lock(&threads_mutex);
+    for (int i = 0; i < VHOST_ASYNC_N_STATS; i++) {
+        totals[i] = vhost_async_counter_get(&other_threads, i)
+                    + other_threads.zero[i];
+        LIST_FOR_EACH (t, node, &threads) {
+            totals[i] += vhost_async_counter_get(&t->counters, i)
+                         + t->counters.zero[i];
+        }
+    }
+    ovs_mutex_unlock(&threads_mutex);
+}
+
+static void
+vhost_async_dma_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
+                     const char *argv[] OVS_UNUSED, void *aux OVS_UNUSED)
+{
+    struct ds s = DS_EMPTY_INITIALIZER;
+
+    ds_put_format(&s, "vhost async: %s\n",
+                  vhost_async_enabled ? "enabled" : "disabled");
+    ds_put_format(&s, "vhost async min size: %"PRIu32" bytes\n",
+                  vhost_async_min_size());
+    if (vhost_async_enabled) {
+        uint64_t n[VHOST_ASYNC_N_STATS];
+
+        vhost_async_totals(n);
+        ds_put_format(&s, "vhost async teardowns: %"PRIu64" copies finished, "
+                      "%"PRIu64" left in flight\n",
+                      n[VHOST_ASYNC_TEARDOWN_FINISHED],
+                      n[VHOST_ASYNC_TEARDOWN_STUCK]);
+    }
+    dpdk_dma_format_devices(&s);
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
+}
+
+static void
+vhost_async_register_commands(void)
+{
+    unixctl_command_register("netdev-dpdk/dma-show", "", 0, 0,
+                             vhost_async_dma_show, NULL);
+}
+
+/*
+ * Devices.
+ */
 
 struct vhost_async_vring {
     PADDED_MEMBERS(CACHE_LINE_SIZE,
@@ -115,20 +844,16 @@ struct vhost_async_vring {
         atomic_uint64_t tx_orphans; /* Tx: 'tx_submitted' after the latest
                                      * copies of a thread that could not
                                      * register them for polling. */
-        atomic_uint64_t async_pkts; /* Packets copied by DMA: for Tx, ever
-                                     * completed, in submission order. */
-        atomic_uint64_t cpu_pkts;   /* Packets copied by the CPU. */
-        atomic_uint64_t dropped;    /* Tx: packets not accepted; Rx: copies
-                                     * completed at teardown, not
-                                     * delivered. */
-        atomic_uint64_t tx_undelivered; /* Tx: copies completed at teardown
-                                         * that the guest never got (also
-                                         * in 'async_pkts'). */
     );
+    /* Tx: VHOST_ASYNC_TX_DMA counts the copies completed, in submission
+     * order. */
+    struct vhost_async_counters counters;
 };
 
 struct vhost_async_dev {
     int vid;
+    uint32_t generation;        /* Tells this device from earlier ones with
+                                 * the same 'vid'. */
     char *ifname;
     int n_vrings;
     bool in_mem_table;          /* DPDK is handling SET_MEM_TABLE.  Only
@@ -138,7 +863,30 @@ struct vhost_async_dev {
 
 BUILD_ASSERT_DECL(RTE_DMADEV_DEFAULT_MAX <= 64);
 
-static ATOMIC(struct vhost_async_dev *) async_devs[RTE_MAX_VHOST_DEVICE];
+/* The state of each vhost device id, and the port key of its deferred
+ * work: a slot lives as long as the process, whatever device it holds, so
+ * the deferred-work list may keep a pointer to it for as long as it
+ * likes.  An entry also carries the generation of the device it was
+ * registered for (see vhost_async_defer_key()). */
+struct vhost_async_slot {
+    ATOMIC(struct vhost_async_dev *) dev;
+};
+static struct vhost_async_slot slots[RTE_MAX_VHOST_DEVICE];
+
+/* Deferred-work entries are keyed by (slot, vring and generation): the
+ * vring in the low VHOST_ASYNC_KEY_VRING_BITS of the entry's queue id, the
+ * device's generation above them. */
+#define VHOST_ASYNC_KEY_VRING_BITS 8
+#define VHOST_ASYNC_GENERATION_MASK (INT_MAX >> VHOST_ASYNC_KEY_VRING_BITS)
+BUILD_ASSERT_DECL(VHOST_ASYNC_MAX_VRINGS
+                  <= 1 << VHOST_ASYNC_KEY_VRING_BITS);
+static atomic_uint32_t next_generation;
+
+static int
+vhost_async_defer_key(const struct vhost_async_dev *dev, uint16_t vring)
+{
+    return (int) (dev->generation << VHOST_ASYNC_KEY_VRING_BITS) | vring;
+}
 
 static struct vhost_async_dev *
 vhost_async_dev_get(int vid)
@@ -148,16 +896,8 @@ vhost_async_dev_get(int vid)
     if (OVS_UNLIKELY(vid < 0 || vid >= RTE_MAX_VHOST_DEVICE)) {
         return NULL;
     }
-    atomic_read_explicit(&async_devs[vid], &dev, memory_order_acquire);
+    atomic_read_explicit(&slots[vid].dev, &dev, memory_order_acquire);
     return dev;
-}
-
-static void
-counter_add(atomic_uint64_t *counter, uint64_t n)
-{
-    uint64_t orig;
-
-    atomic_add_relaxed(counter, n, &orig);
 }
 
 static int
@@ -224,7 +964,7 @@ vring_is_tx(uint16_t vring)
 uint64_t
 vhost_async_socket_flags(void)
 {
-    return dpdk_vhost_async_enabled() ? RTE_VHOST_USER_ASYNC_COPY : 0;
+    return vhost_async_enabled ? RTE_VHOST_USER_ASYNC_COPY : 0;
 }
 
 /* Returns the virtio features that a vhost-user socket must not offer with
@@ -243,7 +983,7 @@ vhost_async_socket_flags(void)
 uint64_t
 vhost_async_socket_unsupported_features(void)
 {
-    return dpdk_vhost_async_enabled()
+    return vhost_async_enabled
            ? UINT64_C(1) << VIRTIO_F_RING_PACKED : 0;
 }
 
@@ -272,6 +1012,13 @@ vhost_async_check_ring_size(int vid, const char *ifname, int n_vrings)
     }
 }
 
+static void
+vhost_async_dev_free(struct vhost_async_dev *dev)
+{
+    free(dev->ifname);
+    free_cacheline(dev);
+}
+
 /* Registers an async channel for every vring of new vhost device 'vid'. */
 void
 vhost_async_device_new(int vid, const char *ifname)
@@ -280,7 +1027,7 @@ vhost_async_device_new(int vid, const char *ifname)
     int n_vrings, n_registered = 0;
     bool rx_small;
 
-    if (!dpdk_vhost_async_enabled()
+    if (!vhost_async_enabled
         || vid < 0 || vid >= RTE_MAX_VHOST_DEVICE) {
         return;
     }
@@ -292,12 +1039,14 @@ vhost_async_device_new(int vid, const char *ifname)
 
     dev = xzalloc_cacheline(sizeof *dev);
     dev->vid = vid;
+    atomic_add_relaxed(&next_generation, 1, &dev->generation);
+    dev->generation &= VHOST_ASYNC_GENERATION_MASK;
     dev->ifname = xstrdup(ifname);
     dev->n_vrings = n_vrings;
     /* Receive queues start with CPU copies if small packets take them, or
      * the copy policy measures: the first burst received tells. */
-    rx_small = dpdk_dma_policy() != DPDK_DMA_POLICY_DMA
-               || dpdk_dma_async_min_size() > 0;
+    rx_small = vhost_async_policy() != VHOST_ASYNC_POLICY_DMA
+               || vhost_async_min_size() > 0;
     for (int i = 0; i < VHOST_ASYNC_MAX_VRINGS; i++) {
         struct vhost_async_vring *vr = &dev->vrings[i];
 
@@ -308,10 +1057,7 @@ vhost_async_device_new(int vid, const char *ifname)
         vr->rx_small = rx_small;
         atomic_init(&vr->tx_submitted, 0);
         atomic_init(&vr->tx_orphans, 0);
-        atomic_init(&vr->async_pkts, 0);
-        atomic_init(&vr->cpu_pkts, 0);
-        atomic_init(&vr->dropped, 0);
-        atomic_init(&vr->tx_undelivered, 0);
+        vhost_async_counters_init(&vr->counters);
     }
     for (int i = 0; i < n_vrings; i++) {
         if (!rte_vhost_async_channel_register(vid, i)) {
@@ -333,13 +1079,12 @@ vhost_async_device_new(int vid, const char *ifname)
                   "a queue may never be returned to it.", ifname);
     }
 
-    atomic_read_explicit(&async_devs[vid], &old, memory_order_acquire);
-    atomic_store_explicit(&async_devs[vid], dev, memory_order_release);
+    atomic_read_explicit(&slots[vid].dev, &old, memory_order_acquire);
+    atomic_store_explicit(&slots[vid].dev, dev, memory_order_release);
     if (old) {
         VLOG_WARN("vHost Device '%s': replaced stale vhost async state of "
                   "device %d.", ifname, vid);
-        free(old->ifname);
-        free_cacheline(old);
+        ovsrcu_postpone(vhost_async_dev_free, old);
     }
     VLOG_INFO("vHost Device '%s': vhost async copies on %d of %d queues.",
               ifname, n_registered, n_vrings);
@@ -356,6 +1101,7 @@ static int
 vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                         bool locked, bool delivered, long long int deadline)
 {
+    static struct vlog_rate_limit drain_rl = VLOG_RATE_LIMIT_INIT(5, 20);
     struct vhost_async_vring *vr = &dev->vrings[vring];
     uint64_t dmas = vring_dmas(vr);
     uint64_t cleared = 0;
@@ -384,9 +1130,10 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
             n = locked
                 ? rte_vhost_clear_queue_thread_unsafe(dev->vid, vring, pkts,
                                                       VHOST_ASYNC_BURST,
-                                                      dma, 0)
+                                                      dma, DPDK_DMA_VCHAN)
                 : rte_vhost_clear_queue(dev->vid, vring, pkts,
-                                        VHOST_ASYNC_BURST, dma, 0);
+                                        VHOST_ASYNC_BURST, dma,
+                                        DPDK_DMA_VCHAN);
             if (n == UINT16_MAX) {
                 /* DPDK says the vring lock is not held after all. */
                 locked = false;
@@ -401,20 +1148,24 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
     }
 
     if (cleared) {
-        dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_FINISHED, cleared);
+        vhost_async_count(&vr->counters, VHOST_ASYNC_TEARDOWN_FINISHED,
+                          cleared);
         if (vring_is_tx(vring)) {
-            counter_add(&vr->async_pkts, cleared);
+            vhost_async_count(&vr->counters, VHOST_ASYNC_TX_DMA, cleared);
             if (!delivered) {
-                counter_add(&vr->tx_undelivered, cleared);
+                vhost_async_count(&vr->counters, VHOST_ASYNC_TX_UNDELIVERED,
+                                  cleared);
             }
         } else {
-            counter_add(&vr->dropped, cleared);
+            vhost_async_count(&vr->counters, VHOST_ASYNC_RX_DROPPED,
+                              cleared);
         }
-        VLOG_INFO("vHost Device '%s': completed %"PRIu64" in-flight "
-                  "%s copies of queue %d%s.", dev->ifname, cleared,
-                  vring_is_tx(vring) ? "Tx" : "Rx", vring,
-                  vring_is_tx(vring) && delivered ? ""
-                  : " (packets dropped)");
+        /* A guest can make this happen at will: rate-limited. */
+        VLOG_INFO_RL(&drain_rl, "vHost Device '%s': completed %"PRIu64
+                     " in-flight %s copies of queue %d%s.", dev->ifname,
+                     cleared, vring_is_tx(vring) ? "Tx" : "Rx", vring,
+                     vring_is_tx(vring) && delivered ? ""
+                     : " (packets dropped)");
     }
     if (inflight > 0) {
         /* DPDK frees the vring's async state, and may unmap the guest's
@@ -424,23 +1175,24 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
          * deadline, and then finish its copies with the CPU, so this
          * happens only where the CPU cannot (IOVA as PA): the stopped
          * device writes nothing late. */
-        dpdk_dma_count_teardown(DPDK_DMA_TEARDOWN_STUCK, inflight);
+        vhost_async_count(&vr->counters, VHOST_ASYNC_TEARDOWN_STUCK,
+                          inflight);
         for (int16_t dma = 0; dma < 64; dma++) {
             if (dmas & (UINT64_C(1) << dma)) {
-                dpdk_dma_guard_quarantine(dma, "copies stuck at a vring "
-                                          "teardown");
+                dpdk_dma_quarantine(dma, "copies stuck at a vring teardown");
             }
         }
-        VLOG_WARN("vHost Device '%s': %d copies of queue %d still in flight "
-                  "after %d ms: DMA device stuck?", dev->ifname, inflight,
-                  vring, VHOST_ASYNC_TEARDOWN_MS);
+        VLOG_WARN_RL(&drain_rl, "vHost Device '%s': %d copies of queue %d "
+                     "still in flight after %d ms: DMA device stuck?",
+                     dev->ifname, inflight, vring, VHOST_ASYNC_TEARDOWN_MS);
     }
     return inflight;
 }
 
 /* Completes what is in flight on every vring of vhost device 'vid' and
  * unregisters its async channels.  The caller has made sure that no PMD
- * thread uses 'vid' anymore. */
+ * thread sends to or receives from 'vid' anymore; this makes sure that
+ * none polls its completions either. */
 void
 vhost_async_device_destroy(int vid, const char *ifname)
 {
@@ -449,6 +1201,10 @@ vhost_async_device_destroy(int vid, const char *ifname)
     if (!dev) {
         return;
     }
+    /* Deferred-work entries find the slot empty from here on; once every
+     * thread has quiesced, none is polling the device. */
+    atomic_store_explicit(&slots[vid].dev, NULL, memory_order_release);
+    ovsrcu_synchronize();
     for (int i = 0; i < dev->n_vrings; i++) {
         if (!dev->vrings[i].registered) {
             continue;
@@ -462,9 +1218,7 @@ vhost_async_device_destroy(int vid, const char *ifname)
                       "channel of queue %d.", ifname, i);
         }
     }
-    atomic_store_explicit(&async_devs[vid], NULL, memory_order_release);
-    free(dev->ifname);
-    free_cacheline(dev);
+    vhost_async_dev_free(dev);
 }
 
 /* Completes the copies in flight on 'vring' of vhost device 'vid' from a
@@ -482,17 +1236,26 @@ vhost_async_vring_drain_in_callback(int vid, uint32_t vring, bool delivered)
     }
 }
 
-/* The start of a vhost-user message, as the vhost-user protocol defines it
- * (DPDK hands the whole message to vhost_async_pre_msg()). */
+/* The start of a vhost-user message: the header and request numbers are
+ * the vhost-user protocol's (QEMU's docs/interop/vhost-user.rst), and
+ * DPDK hands vhost_async_pre_msg() its 'struct vhu_msg_context', which
+ * starts with the message (lib/vhost/vhost_user.h, private to DPDK).  That
+ * layout was checked against the DPDK lines below: check it again before
+ * allowing another. */
+#if RTE_VERSION < RTE_VERSION_NUM(22, 11, 0, 0) \
+    || RTE_VERSION >= RTE_VERSION_NUM(24, 12, 0, 0)
+#error "Check struct vhost_async_user_msg against lib/vhost/vhost_user.h"
+#endif
 struct vhost_async_user_msg {
     uint32_t request;
     uint32_t flags;
-    uint32_t size;
+    uint32_t size;              /* Of the payload that follows. */
     uint32_t index;             /* SET_VRING_ENABLE: vring. */
     uint32_t num;               /* SET_VRING_ENABLE: 0 to disable. */
 };
 #define VHOST_ASYNC_USER_SET_MEM_TABLE 5
 #define VHOST_ASYNC_USER_SET_VRING_ENABLE 18
+#define VHOST_ASYNC_USER_VRING_STATE_SIZE 8     /* struct vhost_vring_state */
 
 /* DPDK calls this for every vhost-user message of vhost device 'vid'
  * before handling it, with the device's vring locks held for the messages
@@ -516,7 +1279,15 @@ vhost_async_pre_msg(int vid, void *msg_)
         dev->in_mem_table = msg->request == VHOST_ASYNC_USER_SET_MEM_TABLE;
     }
     if (msg->request == VHOST_ASYNC_USER_SET_VRING_ENABLE && !msg->num) {
-        vhost_async_vring_drain_in_callback(vid, msg->index, true);
+        if (msg->size != VHOST_ASYNC_USER_VRING_STATE_SIZE) {
+            static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(1, 5);
+
+            /* DPDK rejects such a message itself. */
+            VLOG_WARN_RL(&rl, "vhost device %d: SET_VRING_ENABLE with a %"
+                         PRIu32"-byte payload ignored.", vid, msg->size);
+        } else {
+            vhost_async_vring_drain_in_callback(vid, msg->index, true);
+        }
     }
     return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
@@ -580,12 +1351,12 @@ vhost_async_tx_complete(struct vhost_async_dev *dev, uint16_t vring,
     uint16_t n;
 
     n = rte_vhost_poll_enqueue_completed(dev->vid, vring, pkts,
-                                         VHOST_ASYNC_BURST, dma, 0);
+                                         VHOST_ASYNC_BURST, dma,
+                                         DPDK_DMA_VCHAN);
     if (n) {
         rte_pktmbuf_free_bulk(pkts, n);
         vring_inflight_add(vr, -n);
-        counter_add(&vr->async_pkts, n);
-        dpdk_dma_count(DPDK_DMA_TX_ASYNC, n);
+        vhost_async_count(&vr->counters, VHOST_ASYNC_TX_DMA, n);
     }
     return n;
 }
@@ -612,47 +1383,65 @@ vhost_async_tx_complete_others(struct vhost_async_dev *dev, uint16_t vring,
     return n;
 }
 
+/* Returns the number of Tx copies of 'vr' ever completed: they complete in
+ * submission order. */
+static uint64_t
+vring_tx_completed(struct vhost_async_vring *vr)
+{
+    uint64_t completed;
+
+    atomic_read_explicit(&vr->counters.n[VHOST_ASYNC_TX_DMA], &completed,
+                         memory_order_acquire);
+    return completed;
+}
+
 /* Returns true if the copies of Tx vring 'vr' have completed as far as a
  * deferred entry whose latest cookie is 'cookie' waits for: copies
- * complete in submission order, counted in 'async_pkts'.  Copies that a
+ * complete in submission order (vring_tx_completed()).  Copies that a
  * thread without a list (the main thread) queues behind ours are waited
- * for too: it raises 'tx_orphans' before it submits them, so 'async_pkts'
- * is read first, with acquire: once it counts one of those copies,
+ * for too: it raises 'tx_orphans' before it submits them, so the completed
+ * count is read first, with acquire: once it counts one of those copies,
  * 'tx_orphans' counts them all. */
 static bool
 vhost_async_defer_done(struct vhost_async_vring *vr, uint64_t cookie)
 {
-    uint64_t completed, submitted, orphans;
+    uint64_t completed = vring_tx_completed(vr);
+    uint64_t submitted, orphans;
 
-    atomic_read_explicit(&vr->async_pkts, &completed, memory_order_acquire);
     atomic_read_relaxed(&vr->tx_orphans, &orphans);
     atomic_read_relaxed(&vr->tx_submitted, &submitted);
-    /* A cookie beyond what was submitted is from an earlier connection. */
+    /* A cookie beyond what was submitted is from an earlier connection
+     * (entries are keyed by device generation: only a defensive check). */
     if (cookie > submitted) {
         cookie = 0;
     }
     return completed >= MAX(cookie, orphans);
 }
 
-/* The deferred-work poll function: 'port' is the vid of the netdev the
- * work was registered for, read anew at each poll, so that a destroyed
- * device is never touched.  'cookie' is the vring's 'tx_submitted' after
- * this thread's latest submission: copies complete in submission order, so
- * this thread's are done once that many have completed, whatever other
- * threads sharing the vring (XPS) have submitted since.  Waiting for the
- * whole vring instead kept a reloading thread spinning while another one
- * kept the vring busy. */
+/* The deferred-work poll function.  'slot' is the vhost device id's slot
+ * and 'key' the vring and the generation of the device that the work was
+ * registered for (vhost_async_defer_key()): a device that was destroyed,
+ * or replaced by another, is never touched.  'cookie' is the vring's
+ * 'tx_submitted' after this thread's latest submission: copies complete in
+ * submission order, so this thread's are done once that many have
+ * completed, whatever other threads sharing the vring (XPS) have submitted
+ * since.  Waiting for the whole vring instead kept a reloading thread
+ * spinning while another one kept the vring busy. */
 static enum dp_defer_status
-vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
+vhost_async_defer_poll(void *slot_, int key, uint64_t cookie,
                        unsigned int *n_completed)
 {
-    int vid = ovsrcu_index_get((const ovsrcu_index *) port);
-    struct vhost_async_dev *dev = vhost_async_dev_get(vid);
+    struct vhost_async_slot *slot = slot_;
+    uint16_t vring = key & ((1 << VHOST_ASYNC_KEY_VRING_BITS) - 1);
     struct vhost_async_vring *vr;
+    struct vhost_async_dev *dev;
+    unsigned int n;
     int16_t dma;
 
     *n_completed = 0;
-    if (!dev || vring >= dev->n_vrings) {
+    atomic_read_explicit(&slot->dev, &dev, memory_order_acquire);
+    if (!dev || vhost_async_defer_key(dev, vring) != key
+        || vring >= dev->n_vrings) {
         return DP_DEFER_DONE;
     }
     vr = &dev->vrings[vring];
@@ -661,32 +1450,20 @@ vhost_async_defer_poll(void *port, int vring, uint64_t cookie,
         return DP_DEFER_DONE;
     }
 
-    bool timed = vhost_async_timed(vhost_async_polls_get());
-    uint64_t start = timed ? rte_rdtsc() : 0;
-
-    dma = dpdk_dma_thread_id();
+    dma = vhost_async_thread_dma();
+    n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma) : 0;
+    if (!n) {
+        /* Copies complete in order within a vring: ours may wait behind
+         * those of a thread that shares it, on its device. */
+        n = vhost_async_tx_complete_others(dev, vring, dma);
+    }
+    *n_completed = n;
+    if (vhost_async_defer_done(vr, cookie)) {
+        return DP_DEFER_DONE;
+    }
     /* A thread that sends to this vring from several rx queues may have
-     * more than a batch to collect: poll while a poll finds a full one. */
-    for (int round = 0; round < VHOST_ASYNC_MAX_POLL_ROUNDS; round++) {
-        unsigned int n = dma >= 0 ? vhost_async_tx_complete(dev, vring, dma)
-                                  : 0;
-
-        if (!n) {
-            /* Copies complete in order within a vring: ours may wait
-             * behind those of a thread that shares it, on its device. */
-            n = vhost_async_tx_complete_others(dev, vring, dma);
-        }
-        *n_completed += n;
-        if (n < VHOST_ASYNC_BURST) {
-            break;
-        }
-    }
-    if (timed) {
-        dpdk_dma_record_poll((rte_rdtsc() - start)
-                             * VHOST_ASYNC_TIME_EVERY);
-    }
-    return vhost_async_defer_done(vr, cookie) ? DP_DEFER_DONE
-                                              : DP_DEFER_PENDING;
+     * more than a batch to collect. */
+    return n >= VHOST_ASYNC_BURST ? DP_DEFER_MORE : DP_DEFER_PENDING;
 }
 
 /* Returns true if every packet in 'pkts' is shorter than 'min_size' bytes,
@@ -702,19 +1479,29 @@ vhost_async_all_small(struct rte_mbuf **pkts, int cnt, uint32_t min_size)
     return true;
 }
 
+/* Counts a send of the calling thread; returns true if it is one to time.
+ * Only PMD threads time their sends. */
+static bool
+vhost_async_send_timed(void)
+{
+    struct vhost_async_thread *t = *cur_thread_get();
+
+    return t && vhost_async_timed(&t->n_sends);
+}
+
 /* Returns true if the copy policy wants the 'cnt' packets in 'pkts' copied
  * by the CPU (which happens only where nothing is in flight). */
 static bool
 vhost_async_policy_cpu(struct rte_mbuf **pkts, int cnt)
 {
-    switch (dpdk_dma_policy()) {
-    case DPDK_DMA_POLICY_CPU:
+    switch (vhost_async_policy()) {
+    case VHOST_ASYNC_POLICY_CPU:
         return true;
-    case DPDK_DMA_POLICY_DMA:
-        return vhost_async_all_small(pkts, cnt, dpdk_dma_async_min_size());
-    case DPDK_DMA_POLICY_ADAPTIVE:
+    case VHOST_ASYNC_POLICY_DMA:
+        return vhost_async_all_small(pkts, cnt, vhost_async_min_size());
+    case VHOST_ASYNC_POLICY_ADAPTIVE:
     default:
-        return !dpdk_dma_adaptive_dma();
+        return !vhost_async_adaptive_dma();
     }
 }
 
@@ -728,7 +1515,7 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
                      int *retries)
 {
     struct vhost_async_vring *vr = &dev->vrings[vring];
-    bool timed = vhost_async_timed(vhost_async_sends_get());
+    bool timed = vhost_async_send_timed();
     uint64_t start = timed ? rte_rdtsc() : 0;
     int sent = 0;
 
@@ -741,34 +1528,32 @@ vhost_async_send_cpu(struct vhost_async_dev *dev, uint16_t vring,
         sent += n;
     } while (sent < cnt && (*retries)++ < max_retries);
     if (timed) {
-        dpdk_dma_record_copy(false, rte_rdtsc() - start,
-                             VHOST_ASYNC_TIME_EVERY);
+        vhost_async_record_copy(false, rte_rdtsc() - start);
     }
 
     rte_pktmbuf_free_bulk(pkts, cnt);
-    counter_add(&vr->cpu_pkts, sent);
-    dpdk_dma_count(DPDK_DMA_TX_CPU, sent);
+    vhost_async_count(&vr->counters, VHOST_ASYNC_TX_CPU, sent);
     if (sent < cnt) {
-        counter_add(&vr->dropped, cnt - sent);
+        vhost_async_count(&vr->counters, VHOST_ASYNC_TX_DROPPED, cnt - sent);
     }
     return cnt - sent;
 }
 
 /* Sends 'cnt' packets to 'vring' of vhost device 'vid', which must be
  * active (vhost_async_vring_active()), retrying up to 'max_retries' times
- * while the vring or the DMA ring is full.  'vidp' is the port's vid, for
- * the deferred-work list.  The caller holds the Tx queue lock of 'vring'.
+ * while the vring or the DMA ring is full.  The caller holds the Tx queue
+ * lock of 'vring'.
  *
  * Takes ownership of 'pkts': packets whose copy was submitted are freed
  * when it completes, the others right away.  Returns the number of packets
  * dropped; stores the number of retries in '*retries'. */
 int
-vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
-                 struct rte_mbuf **pkts, int cnt, int max_retries,
-                 int *retries)
+vhost_async_send(int vid, uint16_t vring, struct rte_mbuf **pkts, int cnt,
+                 int max_retries, int *retries)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
-    int16_t dma = dpdk_dma_thread_id();
+    struct dp_defer *defer = vhost_async_thread_defer();
+    int16_t dma = vhost_async_thread_dma();
     struct vhost_async_vring *vr = &dev->vrings[vring];
     uint64_t orphans = 0;
     int sent = 0;
@@ -786,7 +1571,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
                                         retries);
         }
         atomic_read_relaxed(&vr->tx_dma, &dma);
-        if (OVS_UNLIKELY(dma < 0 || dpdk_dma_guard_quarantined(dma))) {
+        if (OVS_UNLIKELY(!vhost_async_dma_usable(dma))) {
             /* The copies in flight are on a device that takes no more:
              * finish them (its guard does what the device cannot), then
              * copy with the CPU.  Until then the vring is not ours. */
@@ -797,11 +1582,11 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
                                             max_retries, retries);
             }
             rte_pktmbuf_free_bulk(pkts, cnt);
-            counter_add(&vr->dropped, cnt);
+            vhost_async_count(&vr->counters, VHOST_ASYNC_TX_DROPPED, cnt);
             return cnt;
         }
         COVERAGE_INC(vhost_async_tx_shared_dma);
-        if (!dp_defer_thread_get()) {
+        if (!defer) {
             /* No deferred-work list (the main thread): the threads that
              * have copies in flight on this vring must go on polling until
              * ours have completed too, and must know it before they can
@@ -849,14 +1634,14 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         }
         vring_inflight_add(vr, cnt);
     }
-    bool timed = vhost_async_timed(vhost_async_sends_get());
+    bool timed = vhost_async_send_timed();
     uint64_t start = timed ? rte_rdtsc() : 0;
 
     for (;;) {
         int n;
 
         n = rte_vhost_submit_enqueue_burst(vid, vring, pkts + sent,
-                                           cnt - sent, dma, 0);
+                                           cnt - sent, dma, DPDK_DMA_VCHAN);
         sent += n;
         if (sent >= cnt) {
             break;
@@ -873,8 +1658,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         vring_inflight_add(vr, sent - cnt);
     }
     if (timed) {
-        dpdk_dma_record_copy(true, rte_rdtsc() - start,
-                             VHOST_ASYNC_TIME_EVERY);
+        vhost_async_record_copy(true, rte_rdtsc() - start);
     }
 
     uint64_t submitted;
@@ -885,17 +1669,16 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
     if (orphans && sent < cnt) {
         atomic_store_relaxed(&vr->tx_orphans, submitted);
     }
-    if (sent && !dp_defer_thread_add(vhost_async_defer_poll,
-                                     CONST_CAST(ovsrcu_index *, vidp),
-                                     vring, submitted)) {
+    if (sent && !(defer && dp_defer_add(defer, vhost_async_defer_poll,
+                                        &slots[vid],
+                                        vhost_async_defer_key(dev, vring),
+                                        submitted))) {
         /* No deferred-work list (the non-PMD thread) or no room in it:
          * complete the copies now, as far as they go in a bounded time,
          * with the Tx queue lock held.  What is left has another poller:
          * this vring had copies in flight from a thread with a list,
          * which polls until 'tx_orphans' have completed too, or this
          * thread's list already holds it. */
-        uint64_t completed;
-
         COVERAGE_INC(vhost_async_tx_complete_inline);
         if (!orphans) {
             /* A thread with a full list. */
@@ -903,11 +1686,8 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
         }
         long long int deadline = time_usec() + VHOST_ASYNC_INLINE_US;
 
-        for (;;) {
-            atomic_read_relaxed(&vr->async_pkts, &completed);
-            if (completed >= submitted || time_usec() > deadline) {
-                break;
-            }
+        while (vring_tx_completed(vr) < submitted
+               && time_usec() <= deadline) {
             if (!vhost_async_tx_complete(dev, vring, dma)) {
                 vhost_async_tx_complete_others(dev, vring, dma);
             }
@@ -916,7 +1696,7 @@ vhost_async_send(const ovsrcu_index *vidp, int vid, uint16_t vring,
 
     if (sent < cnt) {
         rte_pktmbuf_free_bulk(pkts + sent, cnt - sent);
-        counter_add(&vr->dropped, cnt - sent);
+        vhost_async_count(&vr->counters, VHOST_ASYNC_TX_DROPPED, cnt - sent);
     }
     return cnt - sent;
 }
@@ -931,15 +1711,15 @@ vhost_async_rx_collect(struct vhost_async_dev *dev, uint16_t vring,
     int nr_inflight;
     uint16_t n;
 
-    n = rte_vhost_clear_queue(dev->vid, vring, pkts, count, vr->rx_dma, 0);
+    n = rte_vhost_clear_queue(dev->vid, vring, pkts, count, vr->rx_dma,
+                              DPDK_DMA_VCHAN);
     nr_inflight = rte_vhost_async_get_inflight(dev->vid, vring);
     if (nr_inflight >= 0) {
         atomic_store_relaxed(&vr->inflight, nr_inflight);
     } else {
         vring_inflight_add(vr, -n);
     }
-    counter_add(&vr->async_pkts, n);
-    dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+    vhost_async_count(&vr->counters, VHOST_ASYNC_RX_DMA, n);
     return n;
 }
 
@@ -1054,7 +1834,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
     struct vhost_async_vring *vr = &dev->vrings[vring];
-    int16_t dma = dpdk_dma_thread_id();
+    int16_t dma = vhost_async_thread_dma();
     int nr_inflight = -1;
     uint16_t n = 0;
 
@@ -1078,14 +1858,18 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         int prev_inflight = vring_inflight(vr);
 
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
-                                              &nr_inflight, dma, 0);
+                                              &nr_inflight, dma,
+                                              DPDK_DMA_VCHAN);
         if (!n && nr_inflight > prev_inflight) {
-            dp_defer_thread_note_submitted(nr_inflight - prev_inflight);
+            struct dp_defer *defer = vhost_async_thread_defer();
+
+            if (defer) {
+                dp_defer_note_submitted(defer, nr_inflight - prev_inflight);
+            }
         }
         if (timed && (n || nr_inflight > 0)) {
             /* Idle polls are not copies. */
-            dpdk_dma_record_copy(true, rte_rdtsc() - start,
-                                 VHOST_ASYNC_TIME_EVERY);
+            vhost_async_record_copy(true, rte_rdtsc() - start);
         }
         if (nr_inflight >= 0) {
             atomic_store_relaxed(&vr->inflight, nr_inflight);
@@ -1101,8 +1885,7 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
             if (!n) {
                 return 0;
             }
-            counter_add(&vr->async_pkts, n);
-            dpdk_dma_count(DPDK_DMA_RX_ASYNC, n);
+            vhost_async_count(&vr->counters, VHOST_ASYNC_RX_DMA, n);
         } else if (!vhost_async_rx_refused(vid, vr, vring)) {
             return 0;
         }
@@ -1117,12 +1900,10 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
         }
         n = vhost_dequeue_burst(vid, vring, mp, pkts, count, dropped);
         if (n && timed) {
-            dpdk_dma_record_copy(false, rte_rdtsc() - start,
-                                 VHOST_ASYNC_TIME_EVERY);
+            vhost_async_record_copy(false, rte_rdtsc() - start);
         }
         if (n) {
-            counter_add(&vr->cpu_pkts, n);
-            dpdk_dma_count(DPDK_DMA_RX_CPU, n);
+            vhost_async_count(&vr->counters, VHOST_ASYNC_RX_CPU, n);
         }
     }
 
@@ -1146,15 +1927,12 @@ vhost_async_adjust_stats(int vid, struct netdev_stats *stats)
     uint64_t rx_lost = 0, tx_lost = 0;
 
     for (int i = 0; dev && i < dev->n_vrings; i++) {
-        struct vhost_async_vring *vr = &dev->vrings[i];
-        uint64_t v;
+        const struct vhost_async_counters *c = &dev->vrings[i].counters;
 
         if (vring_is_tx(i)) {
-            atomic_read_relaxed(&vr->tx_undelivered, &v);
-            tx_lost += v;
+            tx_lost += vhost_async_counter_get(c, VHOST_ASYNC_TX_UNDELIVERED);
         } else {
-            atomic_read_relaxed(&vr->dropped, &v);
-            rx_lost += v;
+            rx_lost += vhost_async_counter_get(c, VHOST_ASYNC_RX_DROPPED);
         }
     }
     rx_lost = MIN(rx_lost, stats->rx_packets);
@@ -1187,29 +1965,38 @@ vhost_async_get_custom_stats(int vid, int n_rxq, int n_txq,
     };
     uint64_t values[N_COUNTERS] = { 0 };
 
-    if (!dpdk_vhost_async_enabled()) {
+    if (!vhost_async_enabled) {
         return;
     }
     for (int i = 0; dev && i < dev->n_vrings; i++) {
         struct vhost_async_vring *vr = &dev->vrings[i];
-        bool tx = vring_is_tx(i);
-        uint64_t v;
+        const struct vhost_async_counters *c = &vr->counters;
 
-        if (i / 2 >= (tx ? n_txq : n_rxq)) {
-            continue;
-        }
-        values[tx ? TX_INFLIGHT : RX_INFLIGHT] += MAX(vring_inflight(vr), 0);
-        atomic_read_relaxed(&vr->async_pkts, &v);
-        values[tx ? TX_ASYNC : RX_ASYNC] += v;
-        atomic_read_relaxed(&vr->cpu_pkts, &v);
-        values[tx ? TX_CPU : RX_CPU] += v;
-        atomic_read_relaxed(&vr->dropped, &v);
-        values[tx ? TX_DROPPED : RX_DROPPED] += v;
-        if (tx) {
-            /* Completed, but never delivered. */
-            atomic_read_relaxed(&vr->tx_undelivered, &v);
-            values[TX_ASYNC] -= v;
-            values[TX_DROPPED] += v;
+        if (vring_is_tx(i)) {
+            /* Copies completed at a teardown but never delivered are
+             * drops. */
+            uint64_t undelivered
+                = vhost_async_counter_get(c, VHOST_ASYNC_TX_UNDELIVERED);
+
+            if (i / 2 >= n_txq) {
+                continue;
+            }
+            values[TX_INFLIGHT] += MAX(vring_inflight(vr), 0);
+            values[TX_ASYNC] += vhost_async_counter_get(c, VHOST_ASYNC_TX_DMA)
+                                - undelivered;
+            values[TX_CPU] += vhost_async_counter_get(c, VHOST_ASYNC_TX_CPU);
+            values[TX_DROPPED]
+                += vhost_async_counter_get(c, VHOST_ASYNC_TX_DROPPED)
+                   + undelivered;
+        } else {
+            if (i / 2 >= n_rxq) {
+                continue;
+            }
+            values[RX_INFLIGHT] += MAX(vring_inflight(vr), 0);
+            values[RX_ASYNC] += vhost_async_counter_get(c, VHOST_ASYNC_RX_DMA);
+            values[RX_CPU] += vhost_async_counter_get(c, VHOST_ASYNC_RX_CPU);
+            values[RX_DROPPED]
+                += vhost_async_counter_get(c, VHOST_ASYNC_RX_DROPPED);
         }
     }
 

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dpif-netdev-perf.h"
 #include "ovstest.h"
 #include "util.h"
 
@@ -52,6 +53,16 @@ fake_poll(void *port_, int qid, uint64_t cookie OVS_UNUSED,
     return q->inflight ? DP_DEFER_PENDING : DP_DEFER_DONE;
 }
 
+/* Counter 'stat' of 'd' since it was last cleared. */
+static uint64_t
+stat(const struct dp_defer *d, enum dp_defer_stat stat)
+{
+    uint64_t s[DP_DEFER_N_STATS];
+
+    dp_defer_stats_read(d, s);
+    return s[stat];
+}
+
 static void
 test_add_dedup(void)
 {
@@ -59,29 +70,28 @@ test_add_dedup(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(!d.n);
     ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0, 0));
     ovs_assert(dp_defer_add(&d, fake_poll, &p0, 0, 0));   /* Same queue. */
     ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
     ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
     ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
     ovs_assert(d.n == 3);
-    ovs_assert(d.stats.added == 3);
-    ovs_assert(d.stats.full == 0);
+    ovs_assert(stat(&d, DP_DEFER_STAT_ADDED) == 3);
+    ovs_assert(stat(&d, DP_DEFER_STAT_FULL) == 0);
 
     /* The entry of the latest add moves or goes away: still one entry per
-     * queue. */
-    ovs_assert(dp_defer_remove_port(&d, &p0) == 2);
-    ovs_assert(d.n == 1);
+     * queue.  Queues with nothing in flight leave at the next run. */
+    memset(&p0, 0, sizeof p0);
+    memset(&p1, 0, sizeof p1);
+    p1.q[0].inflight = 1;
+    ovs_assert(dp_defer_run(&d) == 0);
+    ovs_assert(d.n == 1 && d.entries[0].port == &p1);
     ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
     ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
     ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
     ovs_assert(d.n == 2);
-    ovs_assert(dp_defer_remove_port(&d, &p1) == 1);
-    ovs_assert(dp_defer_add(&d, fake_poll, &p0, 1, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &p1, 0, 0));
-    ovs_assert(d.n == 2);
-    ovs_assert(d.stats.added == 5);
+    ovs_assert(stat(&d, DP_DEFER_STAT_ADDED) == 4);
     dp_defer_destroy(&d);
 }
 
@@ -96,13 +106,13 @@ test_run_removes_done(void)
     ovs_assert(dp_defer_run(&d) == 32);
     ovs_assert(d.n == 1);                   /* 32 still in flight. */
     ovs_assert(dp_defer_run(&d) == 32);
-    ovs_assert(dp_defer_is_empty(&d));      /* Nothing left: dropped. */
+    ovs_assert(!d.n);      /* Nothing left: dropped. */
     ovs_assert(dp_defer_run(&d) == 0);
     ovs_assert(p.q[0].polls == 2);          /* Empty list: no poll. */
-    ovs_assert(d.stats.runs == 2);
-    ovs_assert(d.stats.polls == 2);
-    ovs_assert(d.stats.completed == 64);
-    ovs_assert(d.stats.empty_polls == 0);
+    ovs_assert(stat(&d, DP_DEFER_STAT_RUNS) == 2);
+    ovs_assert(stat(&d, DP_DEFER_STAT_POLLS) == 2);
+    ovs_assert(stat(&d, DP_DEFER_STAT_COMPLETED) == 64);
+    ovs_assert(stat(&d, DP_DEFER_STAT_EMPTY_POLLS) == 0);
     dp_defer_destroy(&d);
 }
 
@@ -116,20 +126,21 @@ test_run_due(void)
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_run_due(&d, true, now) == 0);   /* Empty. */
+    ovs_assert(dp_defer_run_due(&d, true, now, NULL) == 0);   /* Empty. */
     ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
-    ovs_assert(dp_defer_run_due(&d, false, now) == 10);
-    ovs_assert(dp_defer_run_due(&d, false, now) == 0);
+    ovs_assert(dp_defer_run_due(&d, false, now, NULL) == 10);
+    ovs_assert(dp_defer_run_due(&d, false, now, NULL) == 0);
     ovs_assert(dp_defer_run_due(&d, false,
-                                now + DP_DEFER_IDLE_RUN_US - 1) == 0);
+                                now + DP_DEFER_IDLE_RUN_US - 1, NULL) == 0);
     ovs_assert(p.q[0].polls == 1);
-    ovs_assert(dp_defer_run_due(&d, true, now) == 10);
-    ovs_assert(dp_defer_run_due(&d, true, now) == 10);
+    ovs_assert(dp_defer_run_due(&d, true, now, NULL) == 10);
+    ovs_assert(dp_defer_run_due(&d, true, now, NULL) == 10);
     ovs_assert(p.q[0].polls == 3);
     /* The busy runs moved the next idle run on. */
-    ovs_assert(dp_defer_run_due(&d, false, now + DP_DEFER_IDLE_RUN_US) == 10);
+    ovs_assert(dp_defer_run_due(&d, false, now + DP_DEFER_IDLE_RUN_US,
+                                NULL) == 10);
     ovs_assert(p.q[0].polls == 4);
-    ovs_assert(d.stats.runs == 4);
+    ovs_assert(stat(&d, DP_DEFER_STAT_RUNS) == 4);
     dp_defer_destroy(&d);
 }
 
@@ -153,14 +164,14 @@ test_no_head_of_line_blocking(void)
     ovs_assert(d.entries[0].port == &stuck);
     ovs_assert(p.q[0].polls == 1 && p.q[1].polls == 1);
     ovs_assert(p.q[0].inflight == 0 && p.q[1].inflight == 0);
-    ovs_assert(d.stats.empty_polls == 1);
+    ovs_assert(stat(&d, DP_DEFER_STAT_EMPTY_POLLS) == 1);
 
     /* The stuck queue is polled on every run, and leaves once it moves. */
     dp_defer_run(&d);
     ovs_assert(stuck.q[0].polls == 2);
     stuck.q[0].per_poll = 10;
     ovs_assert(dp_defer_run(&d) == 10);
-    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(!d.n);
     dp_defer_destroy(&d);
 }
 
@@ -180,7 +191,7 @@ test_drain(void)
         ovs_assert(dp_defer_add(&d, fake_poll, &p, qid, 0));
     }
     ovs_assert(dp_defer_drain(&d, 1000) == 0);
-    ovs_assert(d.stats.completed == 104);
+    ovs_assert(stat(&d, DP_DEFER_STAT_COMPLETED) == 104);
     ovs_assert(p.q[0].polls == 100 && p.q[1].polls == 2 && p.q[2].polls == 1);
 
     /* A drain is bounded: what never completes is left for the caller. */
@@ -205,37 +216,12 @@ test_capacity(void)
     ovs_assert(!dp_defer_add(&d, fake_poll, &p, 2, 0));   /* Full. */
     ovs_assert(dp_defer_add(&d, fake_poll, &p, 1, 0));    /* Known: fits. */
     ovs_assert(d.n == 2);
-    ovs_assert(d.stats.full == 1);
+    ovs_assert(stat(&d, DP_DEFER_STAT_FULL) == 1);
 
     /* Room again once work completes. */
     ovs_assert(dp_defer_run(&d) == 2);
     ovs_assert(dp_defer_add(&d, fake_poll, &p, 2, 0));
     ovs_assert(d.n == 1);
-    dp_defer_destroy(&d);
-}
-
-static void
-test_remove_port(void)
-{
-    struct fake_port gone, kept;
-    struct dp_defer d;
-
-    memset(&gone, 0, sizeof gone);
-    memset(&kept, 0, sizeof kept);
-    dp_defer_init(&d, 8);
-    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 0, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &kept, 0, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 1, 0));
-    ovs_assert(dp_defer_add(&d, fake_poll, &gone, 2, 0));
-    ovs_assert(dp_defer_remove_port(&d, &gone) == 3);
-    ovs_assert(d.n == 1);
-    ovs_assert(d.entries[0].port == &kept);
-    ovs_assert(dp_defer_remove_port(&d, &gone) == 0);
-
-    /* A removed port is never polled again. */
-    dp_defer_run(&d);
-    ovs_assert(gone.q[0].polls == 0 && gone.q[1].polls == 0);
-    ovs_assert(kept.q[0].polls == 1);
     dp_defer_destroy(&d);
 }
 
@@ -289,7 +275,7 @@ test_poll_function(void)
     ovs_assert(p.q[0].polls == 2);
     ovs_assert(d.n == 1 && d.entries[0].poll == fake_poll);
     ovs_assert(dp_defer_run(&d) == 0);
-    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(!d.n);
     dp_defer_destroy(&d);
 }
 
@@ -298,7 +284,7 @@ test_clear_and_stats(void)
 {
     struct fake_port stuck = { .q[0] = { .inflight = 5, .per_poll = 0 } };
     struct fake_port p = { .q[0] = { .inflight = 3, .per_poll = 3 } };
-    struct dp_defer_stats s;
+    uint64_t s[DP_DEFER_N_STATS];
     struct dp_defer d;
 
     dp_defer_init(&d, 8);
@@ -309,25 +295,33 @@ test_clear_and_stats(void)
     /* A drain that does not finish leaves the entry; clearing drops it
      * without polling and counts it as abandoned. */
     ovs_assert(dp_defer_clear(&d) == 1);
-    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(!d.n);
     ovs_assert(stuck.q[0].polls == 4);
     dp_defer_run(&d);
     ovs_assert(stuck.q[0].polls == 4);
 
-    dp_defer_stats_get(&d, &s);
-    ovs_assert(s.added == 2 && s.abandoned == 1 && s.completed == 3);
-    ovs_assert(s.polls == 5 && s.empty_polls == 4 && s.runs == 4);
+    dp_defer_stats_read(&d, s);
+    ovs_assert(s[DP_DEFER_STAT_ADDED] == 2);
+    ovs_assert(s[DP_DEFER_STAT_ABANDONED] == 1);
+    ovs_assert(s[DP_DEFER_STAT_COMPLETED] == 3);
+    ovs_assert(s[DP_DEFER_STAT_POLLS] == 5);
+    ovs_assert(s[DP_DEFER_STAT_EMPTY_POLLS] == 4);
+    ovs_assert(s[DP_DEFER_STAT_RUNS] == 4);
 
     /* Clearing the statistics starts them from zero; the list keeps
      * counting. */
     dp_defer_stats_clear(&d);
-    dp_defer_stats_get(&d, &s);
-    ovs_assert(!s.added && !s.abandoned && !s.completed && !s.polls);
+    dp_defer_stats_read(&d, s);
+    for (int i = 0; i < DP_DEFER_N_STATS; i++) {
+        ovs_assert(!s[i]);
+    }
     p.q[0].inflight = 1;
     ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
     ovs_assert(dp_defer_run(&d) == 1);
-    dp_defer_stats_get(&d, &s);
-    ovs_assert(s.added == 1 && s.completed == 1 && s.polls == 1);
+    dp_defer_stats_read(&d, s);
+    ovs_assert(s[DP_DEFER_STAT_ADDED] == 1);
+    ovs_assert(s[DP_DEFER_STAT_COMPLETED] == 1);
+    ovs_assert(s[DP_DEFER_STAT_POLLS] == 1);
 
     /* Finishing polls until the deadline, then drops what is left; work
      * that completes in time is not abandoned. */
@@ -338,41 +332,86 @@ test_clear_and_stats(void)
     ovs_assert(!p.q[0].inflight);
     ovs_assert(dp_defer_add(&d, fake_poll, &stuck, 0, 0));
     ovs_assert(dp_defer_finish(&d, 0) == 1);
-    ovs_assert(dp_defer_is_empty(&d));
+    ovs_assert(!d.n);
     ovs_assert(stuck.q[0].polls > 4);
-    dp_defer_stats_get(&d, &s);
-    ovs_assert(s.abandoned == 1);
+    dp_defer_stats_read(&d, s);
+    ovs_assert(s[DP_DEFER_STAT_ABANDONED] == 1);
     dp_defer_destroy(&d);
 }
 
+/* Copies submitted without packets returned: taken once, as work. */
 static void
-test_thread_list(void)
+test_submitted(void)
 {
-    struct fake_port p = { .q[0] = { .inflight = 1, .per_poll = 1 } };
     struct dp_defer d;
 
-    /* A thread without a list (the non-PMD thread) cannot defer work. */
-    ovs_assert(!dp_defer_thread_get());
-    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0, 0));
-
     dp_defer_init(&d, 1);
-    dp_defer_thread_set(&d);
-    ovs_assert(dp_defer_thread_get() == &d);
-    ovs_assert(dp_defer_thread_add(fake_poll, &p, 0, 0));
-    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 1, 0));   /* Full. */
-    ovs_assert(d.n == 1);
-    ovs_assert(dp_defer_run(&d) == 1);
-
-    /* Copies submitted without packets returned: taken once, as work. */
-    dp_defer_thread_note_submitted(5);
-    dp_defer_thread_note_submitted(3);
+    dp_defer_note_submitted(&d, 5);
+    dp_defer_note_submitted(&d, 3);
     ovs_assert(dp_defer_take_submitted(&d) == 8);
     ovs_assert(dp_defer_take_submitted(&d) == 0);
+    dp_defer_destroy(&d);
+}
 
-    dp_defer_thread_set(NULL);
-    ovs_assert(!dp_defer_thread_add(fake_poll, &p, 0, 0));
-    dp_defer_thread_note_submitted(5);          /* No list: ignored. */
-    ovs_assert(dp_defer_take_submitted(&d) == 0);
+/* Completes 'per_poll' packets a poll, and says there may be more when it
+ * completed a full batch of 4. */
+static enum dp_defer_status
+batch_poll(void *port, int qid, uint64_t cookie, unsigned int *n_completed)
+{
+    enum dp_defer_status status = fake_poll(port, qid, cookie, n_completed);
+
+    return status == DP_DEFER_PENDING && *n_completed == 4
+           ? DP_DEFER_MORE : status;
+}
+
+/* A queue whose poll finds a full batch is polled again within the run, up
+ * to DP_DEFER_MAX_POLLS times; the others once. */
+static void
+test_more(void)
+{
+    struct fake_port p = {
+        .q[0] = { .inflight = 100, .per_poll = 4 },
+        .q[1] = { .inflight = 100, .per_poll = 3 },
+        .q[2] = { .inflight = 6, .per_poll = 4 },
+    };
+    struct dp_defer d;
+
+    dp_defer_init(&d, 8);
+    for (int qid = 0; qid < 3; qid++) {
+        ovs_assert(dp_defer_add(&d, batch_poll, &p, qid, 0));
+    }
+    ovs_assert(dp_defer_run(&d) == 4 * DP_DEFER_MAX_POLLS + 3 + 6);
+    ovs_assert(p.q[0].polls == DP_DEFER_MAX_POLLS);
+    ovs_assert(p.q[1].polls == 1);
+    ovs_assert(p.q[2].polls == 2 && !p.q[2].inflight);
+    ovs_assert(d.n == 2);
+    ovs_assert(stat(&d, DP_DEFER_STAT_POLLS) == DP_DEFER_MAX_POLLS + 3);
+    dp_defer_destroy(&d);
+}
+
+/* dp_defer_run_due() times one run in DP_DEFER_TIME_EVERY, with the PMD
+ * thread's cycle counter, and only when given one. */
+static void
+test_run_due_cycles(void)
+{
+    struct fake_port p = { .q[0] = { .inflight = 1000, .per_poll = 1 } };
+    struct pmd_perf_stats perf;
+    struct dp_defer d;
+
+    memset(&perf, 0, sizeof perf);
+    dp_defer_init(&d, 8);
+    ovs_assert(dp_defer_add(&d, fake_poll, &p, 0, 0));
+    for (int i = 0; i < 4 * DP_DEFER_TIME_EVERY; i++) {
+        ovs_assert(dp_defer_run_due(&d, true, 0, NULL) == 1);
+    }
+    ovs_assert(!stat(&d, DP_DEFER_STAT_CYCLES));
+    for (int i = 0; i < DP_DEFER_TIME_EVERY - 1; i++) {
+        ovs_assert(dp_defer_run_due(&d, true, 0, &perf) == 1);
+    }
+    ovs_assert(!stat(&d, DP_DEFER_STAT_CYCLES));
+    ovs_assert(dp_defer_run_due(&d, true, 0, &perf) == 1);
+    ovs_assert(stat(&d, DP_DEFER_STAT_CYCLES) >= DP_DEFER_TIME_EVERY);
+    ovs_assert(stat(&d, DP_DEFER_STAT_CYCLES) % DP_DEFER_TIME_EVERY == 0);
     dp_defer_destroy(&d);
 }
 
@@ -386,11 +425,12 @@ static const struct {
     { "no-head-of-line-blocking", test_no_head_of_line_blocking },
     { "drain", test_drain },
     { "capacity", test_capacity },
-    { "remove-port", test_remove_port },
     { "poll-function", test_poll_function },
     { "cookie", test_cookie },
     { "clear-and-stats", test_clear_and_stats },
-    { "thread-list", test_thread_list },
+    { "submitted", test_submitted },
+    { "more", test_more },
+    { "run-due-cycles", test_run_due_cycles },
 };
 
 static void
