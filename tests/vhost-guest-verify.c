@@ -121,6 +121,8 @@ struct options {
     uint32_t n_sizes;
     uint32_t size_min;              /* Random sizes when size_max != 0. */
     uint32_t size_max;
+    bool size_given;                /* --size was given. */
+    bool sizes_given;               /* --sizes was given. */
     uint32_t mtu;
     uint32_t flows;
     uint64_t count;                 /* Per direction, 0 = unlimited. */
@@ -379,74 +381,247 @@ parse_sizes(const char *s)
     }
 }
 
-enum {
-    OPT_TX_PORT = 256,
-    OPT_RX_PORT,
-    OPT_BIDIR,
-    OPT_SIZE,
-    OPT_SIZES,
-    OPT_SIZE_MIN,
-    OPT_SIZE_MAX,
-    OPT_MTU,
-    OPT_FLOWS,
-    OPT_COUNT,
-    OPT_DURATION,
-    OPT_RATE,
-    OPT_BURST,
-    OPT_DRAIN_MS,
-    OPT_INTERVAL_MS,
-    OPT_STATS_FILE,
-    OPT_WAIT_LINK,
-    OPT_SRC_MAC,
-    OPT_DST_MAC,
-    OPT_IGNORE_FOREIGN,
-    OPT_NO_WARMUP,
-    OPT_GROW_MEM,
-    OPT_GROW_AT_MS,
-    OPT_GROW_HOLD_MS,
-    OPT_LINGER,
-};
-
-static const struct option long_options[] = {
-    {"tx-port", required_argument, NULL, OPT_TX_PORT},
-    {"rx-port", required_argument, NULL, OPT_RX_PORT},
-    {"bidir", no_argument, NULL, OPT_BIDIR},
-    {"size", required_argument, NULL, OPT_SIZE},
-    {"sizes", required_argument, NULL, OPT_SIZES},
-    {"size-min", required_argument, NULL, OPT_SIZE_MIN},
-    {"size-max", required_argument, NULL, OPT_SIZE_MAX},
-    {"mtu", required_argument, NULL, OPT_MTU},
-    {"flows", required_argument, NULL, OPT_FLOWS},
-    {"count", required_argument, NULL, OPT_COUNT},
-    {"duration", required_argument, NULL, OPT_DURATION},
-    {"rate", required_argument, NULL, OPT_RATE},
-    {"burst", required_argument, NULL, OPT_BURST},
-    {"drain-ms", required_argument, NULL, OPT_DRAIN_MS},
-    {"interval-ms", required_argument, NULL, OPT_INTERVAL_MS},
-    {"stats-file", required_argument, NULL, OPT_STATS_FILE},
-    {"wait-link", required_argument, NULL, OPT_WAIT_LINK},
-    {"src-mac", required_argument, NULL, OPT_SRC_MAC},
-    {"dst-mac", required_argument, NULL, OPT_DST_MAC},
-    {"ignore-foreign", no_argument, NULL, OPT_IGNORE_FOREIGN},
-    {"no-warmup", no_argument, NULL, OPT_NO_WARMUP},
-    {"grow-mem", required_argument, NULL, OPT_GROW_MEM},
-    {"grow-at-ms", required_argument, NULL, OPT_GROW_AT_MS},
-    {"grow-hold-ms", required_argument, NULL, OPT_GROW_HOLD_MS},
-    {"linger", no_argument, NULL, OPT_LINGER},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
-/* Parses the application options (the arguments after "--").  Returns 0 on
- * success, 1 if help was printed, -1 on a usage error. */
-static int
-parse_options(int argc, char *argv[])
+/* Parses 's' as an unsigned integer in [min, max] into '*out'. */
+static bool
+parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
-    bool have_size = false, have_sizes = false;
-    uint64_t size_min = 0, size_max = 0;
     uint64_t v;
-    int c;
 
+    if (!parse_uint(s, min, max, &v)) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses 's' as a DPDK port number into '*port'. */
+static bool
+parse_port(const char *s, uint16_t *port)
+{
+    uint64_t v;
+
+    if (!parse_uint(s, 0, RTE_MAX_ETHPORTS - 1, &v)) {
+        return false;
+    }
+    *port = v;
+    return true;
+}
+
+/* Parses 's' as a frame size into '*size'. */
+static bool
+parse_frame_size(const char *s, uint32_t *size)
+{
+    return parse_u32(s, VGV_MIN_FRAME, VGV_MAX_FRAME, size);
+}
+
+/* Parses 's' as a number of milliseconds into '*ms'. */
+static bool
+parse_ms(const char *s, uint64_t *ms)
+{
+    return parse_uint(s, 0, UINT32_MAX, ms);
+}
+
+/* The handlers of the options that take an argument.  Each one parses the
+ * argument 'arg' of its option into 'opt' and returns false if 'arg' is
+ * invalid. */
+
+static bool
+parse_opt_tx_port(const char *arg)
+{
+    return parse_port(arg, &opt.tx_port);
+}
+
+static bool
+parse_opt_rx_port(const char *arg)
+{
+    return parse_port(arg, &opt.rx_port);
+}
+
+static bool
+parse_opt_size(const char *arg)
+{
+    opt.size_given = true;
+    opt.n_sizes = 1;
+    return parse_frame_size(arg, &opt.sizes[0]);
+}
+
+static bool
+parse_opt_sizes(const char *arg)
+{
+    opt.sizes_given = true;
+    return parse_sizes(arg);
+}
+
+static bool
+parse_opt_size_min(const char *arg)
+{
+    return parse_frame_size(arg, &opt.size_min);
+}
+
+static bool
+parse_opt_size_max(const char *arg)
+{
+    return parse_frame_size(arg, &opt.size_max);
+}
+
+static bool
+parse_opt_mtu(const char *arg)
+{
+    return parse_u32(arg, 68, 65535, &opt.mtu);
+}
+
+static bool
+parse_opt_flows(const char *arg)
+{
+    return parse_u32(arg, 1, VGV_MAX_FLOWS, &opt.flows);
+}
+
+static bool
+parse_opt_count(const char *arg)
+{
+    return parse_uint(arg, 1, UINT64_MAX, &opt.count);
+}
+
+static bool
+parse_opt_duration(const char *arg)
+{
+    return parse_double(arg, &opt.duration) && opt.duration > 0;
+}
+
+static bool
+parse_opt_rate(const char *arg)
+{
+    return parse_double(arg, &opt.rate);
+}
+
+static bool
+parse_opt_burst(const char *arg)
+{
+    return parse_u32(arg, 1, VGV_MAX_BURST, &opt.burst);
+}
+
+static bool
+parse_opt_drain_ms(const char *arg)
+{
+    return parse_ms(arg, &opt.drain_ms);
+}
+
+static bool
+parse_opt_interval_ms(const char *arg)
+{
+    return parse_ms(arg, &opt.interval_ms);
+}
+
+static bool
+parse_opt_stats_file(const char *arg)
+{
+    opt.stats_file = arg;
+    return true;
+}
+
+static bool
+parse_opt_wait_link(const char *arg)
+{
+    return parse_double(arg, &opt.wait_link);
+}
+
+static bool
+parse_opt_src_mac(const char *arg)
+{
+    return !rte_ether_unformat_addr(arg, &opt.src_mac);
+}
+
+static bool
+parse_opt_dst_mac(const char *arg)
+{
+    return !rte_ether_unformat_addr(arg, &opt.dst_mac);
+}
+
+static bool
+parse_opt_grow_mem(const char *arg)
+{
+    return parse_uint(arg, 1, 65536, &opt.grow_mb);
+}
+
+static bool
+parse_opt_grow_at_ms(const char *arg)
+{
+    return parse_ms(arg, &opt.grow_at_ms);
+}
+
+static bool
+parse_opt_grow_hold_ms(const char *arg)
+{
+    return parse_ms(arg, &opt.grow_hold_ms);
+}
+
+/* An application option: either a flag that it sets to true, or a handler
+ * for its required argument. */
+struct app_option {
+    const char *name;               /* Without the leading "--". */
+    bool *flag;                     /* Flag option, or NULL. */
+    bool (*parse)(const char *arg); /* Handler, if 'flag' is NULL. */
+};
+
+/* getopt_long() returns OPT_FIRST plus the index of an application option
+ * in 'app_options', above any short option character. */
+#define OPT_FIRST 256
+
+/* The application options besides --help, in the order that getopt_long()
+ * lists them when an abbreviation is ambiguous. */
+static const struct app_option app_options[] = {
+    {"tx-port", NULL, parse_opt_tx_port},
+    {"rx-port", NULL, parse_opt_rx_port},
+    {"bidir", &opt.bidir, NULL},
+    {"size", NULL, parse_opt_size},
+    {"sizes", NULL, parse_opt_sizes},
+    {"size-min", NULL, parse_opt_size_min},
+    {"size-max", NULL, parse_opt_size_max},
+    {"mtu", NULL, parse_opt_mtu},
+    {"flows", NULL, parse_opt_flows},
+    {"count", NULL, parse_opt_count},
+    {"duration", NULL, parse_opt_duration},
+    {"rate", NULL, parse_opt_rate},
+    {"burst", NULL, parse_opt_burst},
+    {"drain-ms", NULL, parse_opt_drain_ms},
+    {"interval-ms", NULL, parse_opt_interval_ms},
+    {"stats-file", NULL, parse_opt_stats_file},
+    {"wait-link", NULL, parse_opt_wait_link},
+    {"src-mac", NULL, parse_opt_src_mac},
+    {"dst-mac", NULL, parse_opt_dst_mac},
+    {"ignore-foreign", &opt.ignore_foreign, NULL},
+    {"no-warmup", &opt.no_warmup, NULL},
+    {"grow-mem", NULL, parse_opt_grow_mem},
+    {"grow-at-ms", NULL, parse_opt_grow_at_ms},
+    {"grow-hold-ms", NULL, parse_opt_grow_hold_ms},
+    {"linger", &opt.linger, NULL},
+};
+#define N_APP_OPTIONS RTE_DIM(app_options)
+
+/* Fills the N_APP_OPTIONS + 2 entries of 'long_options' for getopt_long():
+ * the application options, --help and the terminating entry. */
+static void
+build_long_options(struct option *long_options)
+{
+    for (size_t i = 0; i < N_APP_OPTIONS; i++) {
+        const struct app_option *o = &app_options[i];
+
+        long_options[i] = (struct option) {
+            .name = o->name,
+            .has_arg = o->flag ? no_argument : required_argument,
+            .flag = NULL,
+            .val = OPT_FIRST + i,
+        };
+    }
+    long_options[N_APP_OPTIONS] = (struct option) {"help", no_argument,
+                                                   NULL, 'h'};
+    long_options[N_APP_OPTIONS + 1] = (struct option) {NULL, 0, NULL, 0};
+}
+
+/* Sets every option to its default value. */
+static void
+set_default_options(void)
+{
     opt.tx_port = 0;
     opt.rx_port = 1;
     opt.sizes[0] = VGV_MIN_FRAME;
@@ -460,110 +635,113 @@ parse_options(int argc, char *argv[])
     opt.grow_hold_ms = 1000;
     rte_ether_unformat_addr("02:00:00:00:00:01", &opt.src_mac);
     rte_ether_unformat_addr("02:00:00:00:00:02", &opt.dst_mac);
+}
 
+/* Applies option 'o' with its argument 'arg' (NULL for a flag).  Returns
+ * false, after saying why on stderr, if 'arg' is invalid. */
+static bool
+apply_option(const struct app_option *o, const char *arg)
+{
+    if (o->flag) {
+        *o->flag = true;
+    } else if (!o->parse(arg)) {
+        fprintf(stderr, "vhost-guest-verify: invalid argument '%s' for "
+                "--%s\n", arg, o->name);
+        return false;
+    }
+    return true;
+}
+
+/* Checks that at most one way of choosing frame sizes was used, and that
+ * --size-min and --size-max come together.  Returns false, after saying why
+ * on stderr, if not. */
+static bool
+check_size_options(void)
+{
+    bool random_sizes = opt.size_min || opt.size_max;
+
+    if (opt.size_given + opt.sizes_given + random_sizes > 1) {
+        fprintf(stderr, "vhost-guest-verify: --size, --sizes and "
+                "--size-min/--size-max are mutually exclusive\n");
+        return false;
+    }
+    if (random_sizes
+        && (!opt.size_min || !opt.size_max || opt.size_min > opt.size_max)) {
+        fprintf(stderr, "vhost-guest-verify: --size-min and --size-max "
+                "must be given together, with min <= max\n");
+        return false;
+    }
+    return true;
+}
+
+/* Checks that the run has an end and that --bidir has two ports.  Returns
+ * false, after saying why on stderr, if not. */
+static bool
+check_traffic_options(void)
+{
+    if (!opt.count && !opt.duration) {
+        fprintf(stderr, "vhost-guest-verify: --count or --duration is "
+                "required\n");
+        return false;
+    }
+    if (opt.bidir && opt.tx_port == opt.rx_port) {
+        fprintf(stderr, "vhost-guest-verify: --bidir needs two different "
+                "ports\n");
+        return false;
+    }
+    return true;
+}
+
+/* Returns the largest frame size that the options allow. */
+static uint32_t
+largest_frame_size(void)
+{
+    uint32_t largest = opt.size_max;
+
+    for (uint32_t i = 0; i < opt.n_sizes && !opt.size_max; i++) {
+        largest = RTE_MAX(largest, opt.sizes[i]);
+    }
+    return largest;
+}
+
+/* Checks that every frame fits the MTU.  Returns false, after saying why on
+ * stderr, if not. */
+static bool
+check_mtu(void)
+{
+    uint32_t largest = largest_frame_size();
+
+    if (largest > opt.mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN) {
+        fprintf(stderr, "vhost-guest-verify: frame size %"PRIu32" exceeds "
+                "MTU %"PRIu32" + %d, use --mtu\n", largest, opt.mtu,
+                RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN);
+        return false;
+    }
+    return true;
+}
+
+/* Parses the application options (the arguments after "--").  Returns 0 on
+ * success, 1 if help was printed, -1 on a usage error. */
+static int
+parse_options(int argc, char *argv[])
+{
+    struct option long_options[N_APP_OPTIONS + 2];
+    int c;
+
+    set_default_options();
+    build_long_options(long_options);
     optind = 0;
     opterr = 1;
     while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
-        const char *arg = optarg;
-        bool ok = true;
-
-        switch (c) {
-        case OPT_TX_PORT:
-        case OPT_RX_PORT:
-            ok = parse_uint(arg, 0, RTE_MAX_ETHPORTS - 1, &v);
-            if (c == OPT_TX_PORT) {
-                opt.tx_port = v;
-            } else {
-                opt.rx_port = v;
-            }
-            break;
-        case OPT_BIDIR:
-            opt.bidir = true;
-            break;
-        case OPT_SIZE:
-            ok = parse_uint(arg, VGV_MIN_FRAME, VGV_MAX_FRAME, &v);
-            opt.sizes[0] = v;
-            opt.n_sizes = 1;
-            have_size = true;
-            break;
-        case OPT_SIZES:
-            ok = parse_sizes(arg);
-            have_sizes = true;
-            break;
-        case OPT_SIZE_MIN:
-            ok = parse_uint(arg, VGV_MIN_FRAME, VGV_MAX_FRAME, &size_min);
-            break;
-        case OPT_SIZE_MAX:
-            ok = parse_uint(arg, VGV_MIN_FRAME, VGV_MAX_FRAME, &size_max);
-            break;
-        case OPT_MTU:
-            ok = parse_uint(arg, 68, 65535, &v);
-            opt.mtu = v;
-            break;
-        case OPT_FLOWS:
-            ok = parse_uint(arg, 1, VGV_MAX_FLOWS, &v);
-            opt.flows = v;
-            break;
-        case OPT_COUNT:
-            ok = parse_uint(arg, 1, UINT64_MAX, &opt.count);
-            break;
-        case OPT_DURATION:
-            ok = parse_double(arg, &opt.duration) && opt.duration > 0;
-            break;
-        case OPT_RATE:
-            ok = parse_double(arg, &opt.rate);
-            break;
-        case OPT_BURST:
-            ok = parse_uint(arg, 1, VGV_MAX_BURST, &v);
-            opt.burst = v;
-            break;
-        case OPT_DRAIN_MS:
-            ok = parse_uint(arg, 0, UINT32_MAX, &opt.drain_ms);
-            break;
-        case OPT_INTERVAL_MS:
-            ok = parse_uint(arg, 0, UINT32_MAX, &opt.interval_ms);
-            break;
-        case OPT_STATS_FILE:
-            opt.stats_file = arg;
-            break;
-        case OPT_WAIT_LINK:
-            ok = parse_double(arg, &opt.wait_link);
-            break;
-        case OPT_SRC_MAC:
-            ok = !rte_ether_unformat_addr(arg, &opt.src_mac);
-            break;
-        case OPT_DST_MAC:
-            ok = !rte_ether_unformat_addr(arg, &opt.dst_mac);
-            break;
-        case OPT_IGNORE_FOREIGN:
-            opt.ignore_foreign = true;
-            break;
-        case OPT_NO_WARMUP:
-            opt.no_warmup = true;
-            break;
-        case OPT_GROW_MEM:
-            ok = parse_uint(arg, 1, 65536, &opt.grow_mb);
-            break;
-        case OPT_GROW_AT_MS:
-            ok = parse_uint(arg, 0, UINT32_MAX, &opt.grow_at_ms);
-            break;
-        case OPT_GROW_HOLD_MS:
-            ok = parse_uint(arg, 0, UINT32_MAX, &opt.grow_hold_ms);
-            break;
-        case OPT_LINGER:
-            opt.linger = true;
-            break;
-        case 'h':
+        if (c == 'h') {
             usage();
             return 1;
-        default:
+        }
+        if (c < OPT_FIRST || c >= OPT_FIRST + (int) N_APP_OPTIONS) {
             fprintf(stderr, "Try --help for more information.\n");
             return -1;
         }
-        if (!ok) {
-            fprintf(stderr, "vhost-guest-verify: invalid argument '%s' for "
-                    "--%s\n", arg ? arg : "",
-                    long_options[c - OPT_TX_PORT].name);
+        if (!apply_option(&app_options[c - OPT_FIRST], optarg)) {
             return -1;
         }
     }
@@ -572,40 +750,7 @@ parse_options(int argc, char *argv[])
                 argv[optind]);
         return -1;
     }
-
-    if (have_size + have_sizes + (size_min || size_max) > 1) {
-        fprintf(stderr, "vhost-guest-verify: --size, --sizes and "
-                "--size-min/--size-max are mutually exclusive\n");
-        return -1;
-    }
-    if (size_min || size_max) {
-        if (!size_min || !size_max || size_min > size_max) {
-            fprintf(stderr, "vhost-guest-verify: --size-min and --size-max "
-                    "must be given together, with min <= max\n");
-            return -1;
-        }
-        opt.size_min = size_min;
-        opt.size_max = size_max;
-    }
-    if (!opt.count && !opt.duration) {
-        fprintf(stderr, "vhost-guest-verify: --count or --duration is "
-                "required\n");
-        return -1;
-    }
-    if (opt.bidir && opt.tx_port == opt.rx_port) {
-        fprintf(stderr, "vhost-guest-verify: --bidir needs two different "
-                "ports\n");
-        return -1;
-    }
-
-    uint32_t largest = opt.size_max;
-    for (uint32_t i = 0; i < opt.n_sizes && !opt.size_max; i++) {
-        largest = RTE_MAX(largest, opt.sizes[i]);
-    }
-    if (largest > opt.mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN) {
-        fprintf(stderr, "vhost-guest-verify: frame size %"PRIu32" exceeds "
-                "MTU %"PRIu32" + %d, use --mtu\n", largest, opt.mtu,
-                RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN);
+    if (!check_size_options() || !check_traffic_options() || !check_mtu()) {
         return -1;
     }
     return 0;
@@ -1559,49 +1704,44 @@ run(void)
     }
 }
 
-int
-main(int argc, char *argv[])
+/* Splits the command line at "--": stores argv[0] and the arguments after
+ * "--" into 'app_argv', which must have room for 'argc' + 1 entries and is
+ * NULL-terminated, and their number into '*app_argc'.  Returns the number of
+ * EAL arguments, those before "--" (argv[0] included). */
+static int
+split_command_line(int argc, char *argv[], char *app_argv[], int *app_argc)
 {
-    char *app_argv[argc + 1];
-    int app_argc = 0, eal_argc = argc;
-    int err, ret = 2;
-    char line[512];
+    int eal_argc = argc;
+    int n = 0;
 
-    /* Split the command line at "--": EAL arguments before, ours after. */
-    app_argv[app_argc++] = argv[0];
+    app_argv[n++] = argv[0];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--")) {
             eal_argc = i;
             for (i++; i < argc; i++) {
-                app_argv[app_argc++] = argv[i];
+                app_argv[n++] = argv[i];
             }
             break;
         }
     }
-    app_argv[app_argc] = NULL;
-    if (eal_argc == 2 && (!strcmp(argv[1], "-h")
-                          || !strcmp(argv[1], "--help"))) {
-        usage();
-        return 0;
-    }
-    err = parse_options(app_argc, app_argv);
-    if (err) {
-        return err > 0 ? 0 : 2;
-    }
+    app_argv[n] = NULL;
+    *app_argc = n;
+    return eal_argc;
+}
 
-    /* DPDK logs to stdout by default; stdout is reserved for results.  A
-     * vhost-user backend that goes away must not kill us with SIGPIPE. */
-    rte_openlog_stream(stderr);
-    signal(SIGPIPE, SIG_IGN);
+/* Returns true if the EAL arguments are just -h or --help. */
+static bool
+eal_help_requested(int eal_argc, char *argv[])
+{
+    return eal_argc == 2 && (!strcmp(argv[1], "-h")
+                             || !strcmp(argv[1], "--help"));
+}
 
-    if (rte_eal_init(eal_argc, argv) < 0) {
-        fprintf(stderr, "vhost-guest-verify: EAL initialization failed: "
-                "%s\n", rte_strerror(rte_errno));
-        return 2;
-    }
-    signal(SIGINT, signal_handler);
-    signal(SIGTERM, signal_handler);
-    hz = rte_get_tsc_hz();
+/* Counts DPDK memory events in 'mem_events', and warns if that is not
+ * possible while --grow-mem needs it. */
+static void
+register_mem_events(void)
+{
     if (rte_mem_event_callback_register("vgv_mem_event", mem_event_callback,
                                         NULL)) {
         /* ENOTSUP with --legacy-mem or --no-huge: memory never changes. */
@@ -1611,104 +1751,203 @@ main(int argc, char *argv[])
                     "table\n", rte_strerror(rte_errno));
         }
     }
+}
 
+/* Initializes the EAL with the 'argc' arguments in 'argv', then the signal
+ * handlers, 'hz' and the memory event counting.  Returns false, after
+ * saying why on stderr, if the EAL fails to initialize. */
+static bool
+init_eal(int argc, char *argv[])
+{
+    /* DPDK logs to stdout by default; stdout is reserved for results.  A
+     * vhost-user backend that goes away must not kill us with SIGPIPE. */
+    rte_openlog_stream(stderr);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (rte_eal_init(argc, argv) < 0) {
+        fprintf(stderr, "vhost-guest-verify: EAL initialization failed: "
+                "%s\n", rte_strerror(rte_errno));
+        return false;
+    }
+    signal(SIGINT, signal_handler);
+    signal(SIGTERM, signal_handler);
+    hz = rte_get_tsc_hz();
+    register_mem_events();
+    return true;
+}
+
+/* Fills 'ports' with the distinct ports in use. */
+static void
+choose_ports(void)
+{
     ports[n_ports++] = opt.tx_port;
     if (opt.rx_port != opt.tx_port) {
         ports[n_ports++] = opt.rx_port;
     }
-    n_dirs = opt.bidir ? 2 : 1;
-    max_seq = RTE_MIN(VGV_MAX_SEQ, VGV_MAX_SEQ_TOTAL / opt.flows);
+}
+
+/* Returns the number of sequence numbers per flow, a multiple of 64: enough
+ * for --count, within VGV_MAX_SEQ per flow and VGV_MAX_SEQ_TOTAL in all. */
+static uint64_t
+flow_seq_space(void)
+{
+    uint64_t n = RTE_MIN(VGV_MAX_SEQ, VGV_MAX_SEQ_TOTAL / opt.flows);
+
     if (opt.count) {
-        max_seq = RTE_MIN(max_seq, (opt.count + opt.flows - 1) / opt.flows);
+        n = RTE_MIN(n, (opt.count + opt.flows - 1) / opt.flows);
     }
-    max_seq = RTE_ALIGN_CEIL(max_seq, 64);
+    return RTE_ALIGN_CEIL(n, 64);
+}
+
+/* Initializes direction number 'id' in 'd' and maps its sequence bitmaps
+ * and send time marks.  Returns false, after saying why on stderr, if a
+ * mapping fails. */
+static bool
+init_direction(struct direction *d, unsigned int id)
+{
+    d->id = id;
+    d->tx_port = id ? opt.rx_port : opt.tx_port;
+    d->rx_port = id ? opt.tx_port : opt.rx_port;
+    d->src_mac = id ? opt.dst_mac : opt.src_mac;
+    d->dst_mac = id ? opt.src_mac : opt.dst_mac;
+    d->flows = flow_states[id];
+    d->bitmap_size = max_seq / 64 * sizeof(uint64_t) * opt.flows;
+    d->bitmap = mmap(NULL, d->bitmap_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (d->bitmap == MAP_FAILED) {
+        fprintf(stderr, "vhost-guest-verify: cannot map %zu bytes for "
+                "the sequence bitmaps: %s\n", d->bitmap_size,
+                rte_strerror(errno));
+        d->bitmap = NULL;
+        return false;
+    }
+    for (uint32_t j = 0; j < opt.flows; j++) {
+        d->flows[j].seen = d->bitmap + j * (max_seq / 64);
+    }
+    d->marks = mmap(NULL, VGV_MAX_MARKS * sizeof *d->marks,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (d->marks == MAP_FAILED) {
+        fprintf(stderr, "vhost-guest-verify: cannot map the send time "
+                "marks: %s\n", rte_strerror(errno));
+        d->marks = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Sets up the directions of traffic.  Returns false, after saying why on
+ * stderr, on failure. */
+static bool
+setup_directions(void)
+{
+    n_dirs = opt.bidir ? 2 : 1;
+    max_seq = flow_seq_space();
     for (unsigned int i = 0; i < n_dirs; i++) {
-        struct direction *d = &dirs[i];
-
-        d->id = i;
-        d->tx_port = i ? opt.rx_port : opt.tx_port;
-        d->rx_port = i ? opt.tx_port : opt.rx_port;
-        d->src_mac = i ? opt.dst_mac : opt.src_mac;
-        d->dst_mac = i ? opt.src_mac : opt.dst_mac;
-        d->flows = flow_states[i];
-        d->bitmap_size = max_seq / 64 * sizeof(uint64_t) * opt.flows;
-        d->bitmap = mmap(NULL, d->bitmap_size, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (d->bitmap == MAP_FAILED) {
-            fprintf(stderr, "vhost-guest-verify: cannot map %zu bytes for "
-                    "the sequence bitmaps: %s\n", d->bitmap_size,
-                    rte_strerror(errno));
-            d->bitmap = NULL;
-            goto out_eal;
-        }
-        for (uint32_t j = 0; j < opt.flows; j++) {
-            d->flows[j].seen = d->bitmap + j * (max_seq / 64);
-        }
-        d->marks = mmap(NULL, VGV_MAX_MARKS * sizeof *d->marks,
-                        PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (d->marks == MAP_FAILED) {
-            fprintf(stderr, "vhost-guest-verify: cannot map the send time "
-                    "marks: %s\n", rte_strerror(errno));
-            d->marks = NULL;
-            goto out_eal;
+        if (!init_direction(&dirs[i], i)) {
+            return false;
         }
     }
+    return true;
+}
 
+/* Creates the mbuf pool 'pool'.  Returns false, after saying why on stderr,
+ * on failure. */
+static bool
+create_pool(void)
+{
     pool = rte_pktmbuf_pool_create("vgv_pool", VGV_NB_MBUFS, VGV_MBUF_CACHE,
                                    0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                    rte_socket_id());
     if (!pool) {
         fprintf(stderr, "vhost-guest-verify: cannot create mbuf pool: %s\n",
                 rte_strerror(rte_errno));
-        goto out_eal;
+        return false;
     }
+    return true;
+}
 
-    unsigned int n_started = 0;
-    for (; n_started < n_ports; n_started++) {
-        if (port_setup(ports[n_started])) {
-            goto out_ports;
+/* Sets up and starts the ports in order, stopping at the first failure.
+ * Stores the number of ports started into '*n_started'.  Returns true if
+ * all of them started. */
+static bool
+start_ports(unsigned int *n_started)
+{
+    unsigned int n;
+
+    for (n = 0; n < n_ports; n++) {
+        if (port_setup(ports[n])) {
+            break;
         }
     }
+    *n_started = n;
+    return n == n_ports;
+}
 
+/* Reports on stderr the ports whose link is not up. */
+static void
+report_links_down(void)
+{
+    for (unsigned int i = 0; i < n_ports; i++) {
+        if (!link_up[ports[i]]) {
+            fprintf(stderr, "vhost-guest-verify: error: port %"PRIu16
+                    " link not up after %.1f s%s\n", ports[i],
+                    opt.wait_link, n_signals ? " (interrupted)" : "");
+        }
+    }
+}
+
+/* Reports on stderr the directions in which no warm-up probe came back. */
+static void
+report_probes_lost(void)
+{
+    for (unsigned int i = 0; i < n_dirs; i++) {
+        if (!dirs[i].probes_rx) {
+            fprintf(stderr, "vhost-guest-verify: error: no probe "
+                    "sent on port %"PRIu16" came back on port "
+                    "%"PRIu16" within %.1f s%s\n", dirs[i].tx_port,
+                    dirs[i].rx_port, opt.wait_link,
+                    n_signals ? " (interrupted)" : "");
+        }
+    }
+}
+
+/* Waits, for --wait-link seconds at most, until every link is up and,
+ * unless --no-warmup, until the switch forwards in every direction.
+ * Returns false, after saying why on stderr, if that does not happen. */
+static bool
+wait_ready(void)
+{
     uint64_t deadline = rte_get_tsc_cycles() + opt.wait_link * hz;
+
     if (!wait_links(deadline)) {
-        for (unsigned int i = 0; i < n_ports; i++) {
-            if (!link_up[ports[i]]) {
-                fprintf(stderr, "vhost-guest-verify: error: port %"PRIu16
-                        " link not up after %.1f s%s\n", ports[i],
-                        opt.wait_link, n_signals ? " (interrupted)" : "");
-            }
-        }
-        goto out_ports;
+        report_links_down();
+        return false;
     }
     if (!opt.no_warmup) {
         fprintf(stderr, "vhost-guest-verify: warming up\n");
         if (!warmup(deadline)) {
-            for (unsigned int i = 0; i < n_dirs; i++) {
-                if (!dirs[i].probes_rx) {
-                    fprintf(stderr, "vhost-guest-verify: error: no probe "
-                            "sent on port %"PRIu16" came back on port "
-                            "%"PRIu16" within %.1f s%s\n", dirs[i].tx_port,
-                            dirs[i].rx_port, opt.wait_link,
-                            n_signals ? " (interrupted)" : "");
-                }
-            }
-            goto out_ports;
+            report_probes_lost();
+            return false;
         }
     }
+    return true;
+}
 
-    fprintf(stderr, "vhost-guest-verify: sending\n");
-    run();
-
+/* Stops the --grow-mem thread, if it was started, and waits for it. */
+static void
+stop_grow_thread(void)
+{
     if (grow_started) {
         __atomic_store_n(&grow_stop, true, __ATOMIC_RELEASE);
         pthread_join(grow_thread, NULL);
     }
-    format_result(line, sizeof line, rte_get_tsc_cycles());
-    printf("%s\n", line);
-    fflush(stdout);
-    write_stats_file(line);
+}
+
+/* Prints the statistics of each port on stderr. */
+static void
+print_port_stats(void)
+{
     for (unsigned int i = 0; i < n_ports; i++) {
         struct rte_eth_stats st;
 
@@ -1720,12 +1959,33 @@ main(int argc, char *argv[])
                     st.ierrors, st.oerrors, st.rx_nombuf);
         }
     }
+}
+
+/* Prints the result line on stdout and into --stats-file, then the port
+ * statistics and the number of discarded frames on stderr. */
+static void
+report_result(void)
+{
+    char line[512];
+
+    format_result(line, sizeof line, rte_get_tsc_cycles());
+    printf("%s\n", line);
+    fflush(stdout);
+    write_stats_file(line);
+    print_port_stats();
     if (discarded) {
         fprintf(stderr, "vhost-guest-verify: discarded %"PRIu64" frames "
                 "received before the traffic started\n", discarded);
     }
+}
 
-    ret = corrupted || grow_failed ? 1 : 0;
+/* Returns the exit status of a completed run: 1 if a frame was lost,
+ * reordered, duplicated or corrupted or if --grow-mem failed, else 0. */
+static int
+exit_status(void)
+{
+    int ret = corrupted || grow_failed ? 1 : 0;
+
     for (unsigned int i = 0; i < n_dirs; i++) {
         const struct direction *d = &dirs[i];
 
@@ -1733,25 +1993,34 @@ main(int argc, char *argv[])
             ret = 1;
         }
     }
+    return ret;
+}
 
-    if (opt.linger) {
-        struct rte_mbuf *pkts[VGV_RX_BURST];
+/* Keeps receiving and dropping on every port until a signal comes, for
+ * --linger. */
+static void
+linger(void)
+{
+    struct rte_mbuf *pkts[VGV_RX_BURST];
 
-        fprintf(stderr, "vhost-guest-verify: lingering until signalled\n");
-        while (!n_signals) {
-            for (unsigned int i = 0; i < n_ports; i++) {
-                uint16_t n = rte_eth_rx_burst(ports[i], 0, pkts,
-                                              VGV_RX_BURST);
+    fprintf(stderr, "vhost-guest-verify: lingering until signalled\n");
+    while (!n_signals) {
+        for (unsigned int i = 0; i < n_ports; i++) {
+            uint16_t n = rte_eth_rx_burst(ports[i], 0, pkts, VGV_RX_BURST);
 
-                rte_pktmbuf_free_bulk(pkts, n);
-            }
-            usleep(1000);
+            rte_pktmbuf_free_bulk(pkts, n);
         }
+        usleep(1000);
     }
+}
 
-out_ports:
+/* Stops the first 'n_started' ports, then closes all of them. */
+static void
+close_ports(unsigned int n_started)
+{
     for (unsigned int i = 0; i < n_started; i++) {
-        err = rte_eth_dev_stop(ports[i]);
+        int err = rte_eth_dev_stop(ports[i]);
+
         if (err) {
             fprintf(stderr, "vhost-guest-verify: port %"PRIu16": stop "
                     "failed: %s\n", ports[i], rte_strerror(-err));
@@ -1765,6 +2034,12 @@ out_ports:
         }
         rte_eth_dev_close(ports[i]);
     }
+}
+
+/* Frees 'pool', if it exists, warning about mbufs still in use. */
+static void
+free_pool(void)
+{
     if (pool) {
         unsigned int in_use = rte_mempool_in_use_count(pool);
 
@@ -1774,7 +2049,12 @@ out_ports:
         }
         rte_mempool_free(pool);
     }
-out_eal:
+}
+
+/* Unmaps the sequence bitmaps and send time marks of the directions. */
+static void
+unmap_directions(void)
+{
     for (unsigned int i = 0; i < n_dirs; i++) {
         if (dirs[i].bitmap) {
             munmap(dirs[i].bitmap, dirs[i].bitmap_size);
@@ -1783,6 +2063,51 @@ out_eal:
             munmap(dirs[i].marks, VGV_MAX_MARKS * sizeof *dirs[i].marks);
         }
     }
+}
+
+int
+main(int argc, char *argv[])
+{
+    char *app_argv[argc + 1];
+    unsigned int n_started = 0;
+    int app_argc, eal_argc;
+    int err, ret = 2;
+
+    eal_argc = split_command_line(argc, argv, app_argv, &app_argc);
+    if (eal_help_requested(eal_argc, argv)) {
+        usage();
+        return 0;
+    }
+    err = parse_options(app_argc, app_argv);
+    if (err) {
+        return err > 0 ? 0 : 2;
+    }
+    if (!init_eal(eal_argc, argv)) {
+        return 2;
+    }
+
+    choose_ports();
+    if (!setup_directions() || !create_pool()) {
+        goto out_eal;
+    }
+    if (!start_ports(&n_started) || !wait_ready()) {
+        goto out_ports;
+    }
+
+    fprintf(stderr, "vhost-guest-verify: sending\n");
+    run();
+    stop_grow_thread();
+    report_result();
+    ret = exit_status();
+    if (opt.linger) {
+        linger();
+    }
+
+out_ports:
+    close_ports(n_started);
+    free_pool();
+out_eal:
+    unmap_directions();
     rte_eal_cleanup();
     return ret;
 }
