@@ -1084,7 +1084,14 @@ vhost_async_device_new(int vid, const char *ifname)
     if (old) {
         VLOG_WARN("vHost Device '%s': replaced stale vhost async state of "
                   "device %d.", ifname, vid);
+        /* Without waiting: DPDK's vhost thread must not wait here for
+         * threads that may be waiting for it.  It stays quiescent. */
+        bool quiescent = ovsrcu_is_quiescent();
+
         ovsrcu_postpone(vhost_async_dev_free, old);
+        if (quiescent) {
+            ovsrcu_quiesce_start();
+        }
     }
     VLOG_INFO("vHost Device '%s': vhost async copies on %d of %d queues.",
               ifname, n_registered, n_vrings);
@@ -1191,20 +1198,27 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
 
 /* Completes what is in flight on every vring of vhost device 'vid' and
  * unregisters its async channels.  The caller has made sure that no PMD
- * thread sends to or receives from 'vid' anymore; this makes sure that
- * none polls its completions either. */
+ * thread sends to or receives from 'vid' anymore.  With 'in_use', PMD
+ * threads may still have its copies in their deferred-work lists (the
+ * device belongs to a port): this waits for them to quiesce, which only
+ * DPDK's vhost thread may do, as netdev-dpdk's destroy_device() does in
+ * that case.  Otherwise (the port was deleted, and its PMD threads
+ * finished their lists when they reloaded) it does not wait. */
 void
-vhost_async_device_destroy(int vid, const char *ifname)
+vhost_async_device_destroy(int vid, const char *ifname, bool in_use)
 {
     struct vhost_async_dev *dev = vhost_async_dev_get(vid);
 
     if (!dev) {
         return;
     }
-    /* Deferred-work entries find the slot empty from here on; once every
-     * thread has quiesced, none is polling the device. */
+    /* Deferred-work entries find the slot empty from here on. */
     atomic_store_explicit(&slots[vid].dev, NULL, memory_order_release);
-    ovsrcu_synchronize();
+    if (in_use) {
+        ovsrcu_synchronize();
+        /* DPDK's vhost thread stays quiescent. */
+        ovsrcu_quiesce_start();
+    }
     for (int i = 0; i < dev->n_vrings; i++) {
         if (!dev->vrings[i].registered) {
             continue;

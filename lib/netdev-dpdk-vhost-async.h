@@ -99,7 +99,7 @@ uint64_t vhost_async_socket_unsupported_features(void);
 
 /* DPDK vhost callbacks. */
 void vhost_async_device_new(int vid, const char *ifname);
-void vhost_async_device_destroy(int vid, const char *ifname);
+void vhost_async_device_destroy(int vid, const char *ifname, bool in_use);
 bool vhost_async_vring_state_changed(int vid, uint16_t vring, int enable);
 
 /* Data path. */
