@@ -46,7 +46,7 @@ fork_import() {
     if test -d "$source"; then
         (cd "$source" && tar cf - --exclude=.git .) | tar xf - -C "$dir"
     else
-        tar xzf "$source" -C "$dir" --strip-components=1
+        tar xf "$source" -C "$dir" --strip-components=1
     fi || return 1
     if ! test -f "$dir/vswitchd/vswitch.ovsschema"; then
         echo "${0##*/}: $source does not look like an Open vSwitch source" >&2
@@ -83,7 +83,26 @@ fork_apply() {
     fi
 }
 
-# Prints the patch file names of SERIES (patches/series), one a line.
+# Prints the OVS version of the source tree DIR.
+fork_version() {
+    sed -n "s/^PACKAGE_VERSION='\(.*\)'$/\1/p" "$1/configure"
+}
+
+# Prints the directory of the series for OVS VERSION in SRCDIR: one series
+# per OVS minor version, patches/ovs-X.Y.  Fails, saying so, if there is
+# none.
+fork_patches_dir() {
+    local dir
+    dir=$1/patches/ovs-$(echo "$2" | cut -d. -f1,2)
+    if ! test -f "$dir/series"; then
+        echo "${0##*/}: no patch series for OVS $2 (no $dir/series)" >&2
+        return 1
+    fi
+    echo "$dir"
+}
+
+# Prints the patch file names of SERIES (patches/ovs-X.Y/series), one a
+# line.
 fork_series() {
     grep -v '^#' "$1" | grep . || true
 }
