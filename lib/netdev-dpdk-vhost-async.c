@@ -28,6 +28,7 @@
 #include <rte_cycles.h>
 #include <rte_dmadev.h>
 #include <rte_mbuf.h>
+#include <rte_spinlock.h>
 #include <rte_version.h>
 #include <rte_vhost.h>
 #include <rte_vhost_async.h>
@@ -844,6 +845,9 @@ struct vhost_async_vring {
         atomic_uint64_t tx_orphans; /* Tx: 'tx_submitted' after the latest
                                      * copies of a thread that could not
                                      * register them for polling. */
+        rte_spinlock_t poll_lock;   /* Taken (trylock) around every DPDK call
+                                     * that harvests completed copies:
+                                     * vhost_async_poll_lock(). */
     );
     /* Tx: VHOST_ASYNC_TX_DMA counts the copies completed, in submission
      * order. */
@@ -856,6 +860,9 @@ struct vhost_async_dev {
                                  * the same 'vid'. */
     char *ifname;
     int n_vrings;
+    bool msg_locks_vrings;      /* DPDK holds the vring locks while it
+                                 * handles the current message.  Only
+                                 * DPDK's vhost thread uses it. */
     bool in_mem_table;          /* DPDK is handling SET_MEM_TABLE.  Only
                                  * DPDK's vhost thread uses it. */
     struct vhost_async_vring vrings[VHOST_ASYNC_MAX_VRINGS];
@@ -1057,6 +1064,7 @@ vhost_async_device_new(int vid, const char *ifname)
         vr->rx_small = rx_small;
         atomic_init(&vr->tx_submitted, 0);
         atomic_init(&vr->tx_orphans, 0);
+        rte_spinlock_init(&vr->poll_lock);
         vhost_async_counters_init(&vr->counters);
     }
     for (int i = 0; i < n_vrings; i++) {
@@ -1097,6 +1105,36 @@ vhost_async_device_new(int vid, const char *ifname)
               ifname, n_registered, n_vrings);
 }
 
+/* Serialises the harvest of a vring's completed copies.
+ *
+ * DPDK 22.11 takes the vring's access lock (a spinlock) with a trylock in
+ * rte_vhost_poll_enqueue_completed(), rte_vhost_clear_queue() and
+ * rte_vhost_async_try_dequeue_burst(), so at most one thread harvests a
+ * vring at a time.  DPDK 23.07 made the lock a rwlock and those three take
+ * it for reading only (24.11: lib/vhost/virtio_net.c lines 2373, 2481 and
+ * 4252; only the submit, line 2532, writes): two threads can then harvest
+ * the same completions, free the same mbufs twice and corrupt the vring's
+ * count of copies in flight, after which unregistering the channel frees
+ * the completion flags that a DMA device still writes.  Threads of ours do
+ * poll one vring together: PMD threads that share a Tx queue, the thread
+ * that sends and the one whose deferred work polls, DPDK's vhost thread
+ * draining a vring that goes away.  So each of those calls is made under
+ * 'poll_lock', taken with a trylock like DPDK 22.11's own: a thread that
+ * finds it taken harvests nothing this time, as it would if DPDK's lock
+ * were busy, and the thread holding it does the work.  DPDK's lock is
+ * only ever tried under it, so the two cannot deadlock. */
+static bool
+vhost_async_poll_lock(struct vhost_async_vring *vr)
+{
+    return rte_spinlock_trylock(&vr->poll_lock);
+}
+
+static void
+vhost_async_poll_unlock(struct vhost_async_vring *vr)
+{
+    rte_spinlock_unlock(&vr->poll_lock);
+}
+
 /* Completes the copies in flight on 'vring' of 'dev', polling every DMA
  * device that carried some, until none is left or 'deadline' (msec) has
  * passed.  With 'locked', the caller holds the vring's lock (it is inside a
@@ -1131,7 +1169,8 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
             struct rte_mbuf *pkts[VHOST_ASYNC_BURST];
             uint16_t n;
 
-            if (!(dmas & (UINT64_C(1) << dma))) {
+            if (!(dmas & (UINT64_C(1) << dma))
+                || !vhost_async_poll_lock(vr)) {
                 continue;
             }
             n = locked
@@ -1141,8 +1180,10 @@ vhost_async_vring_drain(struct vhost_async_dev *dev, uint16_t vring,
                 : rte_vhost_clear_queue(dev->vid, vring, pkts,
                                         VHOST_ASYNC_BURST, dma,
                                         DPDK_DMA_VCHAN);
+            vhost_async_poll_unlock(vr);
             if (n == UINT16_MAX) {
-                /* DPDK says the vring lock is not held after all. */
+                /* DPDK 22.11 says the vring lock is not held after all.
+                 * (DPDK 24.11 panics instead: 'locked' must be right.) */
                 locked = false;
                 continue;
             }
@@ -1236,8 +1277,9 @@ vhost_async_device_destroy(int vid, const char *ifname, bool in_use)
 }
 
 /* Completes the copies in flight on 'vring' of vhost device 'vid' from a
- * DPDK callback, which holds the device's vring locks.  'delivered': the
- * vring is still enabled, so DPDK writes completed copies to the guest. */
+ * DPDK callback, which holds the device's vring locks for most messages
+ * (vhost_async_msg_locks_vrings()).  'delivered': the vring is still
+ * enabled, so DPDK writes completed copies to the guest. */
 static void
 vhost_async_vring_drain_in_callback(int vid, uint32_t vring, bool delivered)
 {
@@ -1245,7 +1287,7 @@ vhost_async_vring_drain_in_callback(int vid, uint32_t vring, bool delivered)
 
     if (dev && vring < dev->n_vrings && dev->vrings[vring].registered
         && vring_inflight(&dev->vrings[vring])) {
-        vhost_async_vring_drain(dev, vring, true, delivered,
+        vhost_async_vring_drain(dev, vring, dev->msg_locks_vrings, delivered,
                                 time_msec() + VHOST_ASYNC_TEARDOWN_MS);
     }
 }
@@ -1271,6 +1313,40 @@ struct vhost_async_user_msg {
 #define VHOST_ASYNC_USER_SET_VRING_ENABLE 18
 #define VHOST_ASYNC_USER_VRING_STATE_SIZE 8     /* struct vhost_vring_state */
 
+/* Returns true if DPDK holds every vring lock of the device while it
+ * handles vhost-user message 'request', and so while it calls
+ * vring_state_changed() after handling it.  The list is DPDK's, the same in
+ * 22.11 (lib/vhost/vhost_user.c, vhost_user_msg_handler(), lines
+ * 3048-3069) and 24.11 (the handlers declared with lock_all_qps, lines
+ * 71-94); GET_VRING_BASE and RESET_OWNER are left out on purpose there.
+ * DPDK 24.11 panics when a *_thread_unsafe() call is made without the
+ * lock, so this must be exact. */
+static bool
+vhost_async_msg_locks_vrings(uint32_t request)
+{
+    switch (request) {
+    case 2:     /* SET_FEATURES */
+    case 3:     /* SET_OWNER */
+    case 5:     /* SET_MEM_TABLE */
+    case 6:     /* SET_LOG_BASE */
+    case 7:     /* SET_LOG_FD */
+    case 8:     /* SET_VRING_NUM */
+    case 9:     /* SET_VRING_ADDR */
+    case 10:    /* SET_VRING_BASE */
+    case 12:    /* SET_VRING_KICK */
+    case 13:    /* SET_VRING_CALL */
+    case 14:    /* SET_VRING_ERR */
+    case 16:    /* SET_PROTOCOL_FEATURES */
+    case 18:    /* SET_VRING_ENABLE */
+    case 19:    /* SEND_RARP */
+    case 20:    /* NET_SET_MTU */
+    case 21:    /* SET_BACKEND_REQ_FD */
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* DPDK calls this for every vhost-user message of vhost device 'vid'
  * before handling it, with the device's vring locks held for the messages
  * that change a vring.
@@ -1291,6 +1367,7 @@ vhost_async_pre_msg(int vid, void *msg_)
     if (dev) {
         /* A message that failed gets no post_msg_handle() call. */
         dev->in_mem_table = msg->request == VHOST_ASYNC_USER_SET_MEM_TABLE;
+        dev->msg_locks_vrings = vhost_async_msg_locks_vrings(msg->request);
     }
     if (msg->request == VHOST_ASYNC_USER_SET_VRING_ENABLE && !msg->num) {
         if (msg->size != VHOST_ASYNC_USER_VRING_STATE_SIZE) {
@@ -1319,8 +1396,9 @@ vhost_async_post_msg(int vid, void *msg OVS_UNUSED)
     return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
 
-/* DPDK calls this with the vring locks held after it stopped using a vring
- * (normally drained already by vhost_async_pre_msg()) and, on a memory
+/* DPDK calls this after it stopped using a vring (normally drained already
+ * by vhost_async_pre_msg()), with the vring locks held unless the message
+ * was GET_VRING_BASE, which a guest sends when it stops, and, on a memory
  * table change, before it unmaps the guest's memory: copies in flight must
  * be finished before returning.
  *
@@ -1364,9 +1442,13 @@ vhost_async_tx_complete(struct vhost_async_dev *dev, uint16_t vring,
     struct rte_mbuf *pkts[VHOST_ASYNC_BURST];
     uint16_t n;
 
+    if (!vhost_async_poll_lock(vr)) {
+        return 0;
+    }
     n = rte_vhost_poll_enqueue_completed(dev->vid, vring, pkts,
                                          VHOST_ASYNC_BURST, dma,
                                          DPDK_DMA_VCHAN);
+    vhost_async_poll_unlock(vr);
     if (n) {
         rte_pktmbuf_free_bulk(pkts, n);
         vring_inflight_add(vr, -n);
@@ -1725,8 +1807,12 @@ vhost_async_rx_collect(struct vhost_async_dev *dev, uint16_t vring,
     int nr_inflight;
     uint16_t n;
 
+    if (!vhost_async_poll_lock(vr)) {
+        return 0;
+    }
     n = rte_vhost_clear_queue(dev->vid, vring, pkts, count, vr->rx_dma,
                               DPDK_DMA_VCHAN);
+    vhost_async_poll_unlock(vr);
     nr_inflight = rte_vhost_async_get_inflight(dev->vid, vring);
     if (nr_inflight >= 0) {
         atomic_store_relaxed(&vr->inflight, nr_inflight);
@@ -1871,9 +1957,15 @@ vhost_async_recv(int vid, uint16_t vring, struct rte_mempool *mp,
     if (dma >= 0 && !vr->rx_small) {
         int prev_inflight = vring_inflight(vr);
 
+        if (!vhost_async_poll_lock(vr)) {
+            /* Another thread is draining the queue: nothing this time, and
+             * no CPU copy either, which would overtake its copies. */
+            return 0;
+        }
         n = rte_vhost_async_try_dequeue_burst(vid, vring, mp, pkts, count,
                                               &nr_inflight, dma,
                                               DPDK_DMA_VCHAN);
+        vhost_async_poll_unlock(vr);
         if (!n && nr_inflight > prev_inflight) {
             struct dp_defer *defer = vhost_async_thread_defer();
 
