@@ -80,7 +80,18 @@
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_ether.h>
+/* DPDK 24.11's rte_hash_crc.h defines its SSE4.2 CRC functions inline,
+ * which needs SSE4.2 enabled where it is included; it picks them at run
+ * time only on a CPU that has SSE4.2 (DPDK 22.11 compiled them into the
+ * library). */
+#if defined(__x86_64__) && !defined(__SSE4_2__)
+#pragma GCC push_options
+#pragma GCC target("sse4.2")
 #include <rte_hash_crc.h>
+#pragma GCC pop_options
+#else
+#include <rte_hash_crc.h>
+#endif
 #include <rte_log.h>
 #include <rte_malloc.h>
 #include <rte_memory.h>
